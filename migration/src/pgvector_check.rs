@@ -1,0 +1,74 @@
+//! Installing a PostgreSQL extension with errors that say what to do.
+//!
+//! `CREATE EXTENSION vector` fails with terse server errors when the pgvector
+//! files are not installed on the server or the role may not create the
+//! extension. [`create_extension`] checks first and turns both cases into
+//! messages naming the fix (the specification's troubleshooting section).
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DbBackend, Statement};
+
+/// Advice printed when pgvector is not installed on the server.
+pub const PGVECTOR_INSTALL_HINT: &str = "install pgvector on the PostgreSQL server: \
+on Debian/Ubuntu with PGDG or Ubuntu packages `apt-get install postgresql-<major>-pgvector`, \
+elsewhere build it from source (`make && make install`, see the project's scripts/db-up), \
+or run the `pgvector/pgvector:pg16` Docker image; then run the migration again";
+
+/// Creates `extension` if it is missing (`CREATE EXTENSION IF NOT EXISTS`).
+///
+/// Returns `true` when this call created it, `false` when it already existed.
+///
+/// # Errors
+/// - [`DbErr::Migration`] naming the missing package when the extension's files
+///   are not installed on the server (`pg_available_extensions` lacks it);
+/// - [`DbErr::Migration`] naming the role and the fix when the role may not
+///   create the extension (pgvector is not a trusted extension: it needs a
+///   superuser, or must be created by one beforehand);
+/// - any other database error unchanged.
+pub async fn create_extension<C>(db: &C, extension: &str) -> Result<bool, DbErr>
+where
+    C: ConnectionTrait,
+{
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT current_user::text AS role, \
+                    EXISTS (SELECT 1 FROM pg_extension WHERE extname = $1) AS installed, \
+                    EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = $1) AS available",
+            [extension.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Migration("extension probe returned no row".into()))?;
+    let role: String = row.try_get("", "role")?;
+    let installed: bool = row.try_get("", "installed")?;
+    let available: bool = row.try_get("", "available")?;
+    if installed {
+        return Ok(false);
+    }
+    if !available {
+        return Err(DbErr::Migration(format!(
+            "extension \"{extension}\" is not available on this PostgreSQL server \
+             (no {extension}.control in the server's extension directory): {PGVECTOR_INSTALL_HINT}"
+        )));
+    }
+    match db
+        .execute_unprepared(&format!("CREATE EXTENSION IF NOT EXISTS \"{extension}\""))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(err) if is_permission_denied(&err) => Err(DbErr::Migration(format!(
+            "permission denied to create extension \"{extension}\" as role \"{role}\": \
+             it is not a trusted extension, so a superuser must create it. Either connect \
+             once as a superuser and run `CREATE EXTENSION IF NOT EXISTS {extension};` in this \
+             database (the migration then skips the step), or run the migrations as a \
+             superuser. Server said: {err}"
+        ))),
+        Err(err) => Err(err),
+    }
+}
+
+/// True when `err` is PostgreSQL's `insufficient_privilege` (SQLSTATE 42501).
+fn is_permission_denied(err: &DbErr) -> bool {
+    let text = err.to_string();
+    text.contains("42501") || text.contains("permission denied")
+}

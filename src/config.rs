@@ -1,0 +1,230 @@
+//! Connecting: configuration, the connection pool and the readiness check.
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
+
+use crate::error::{Error, Result};
+
+/// Connection settings. Build one with [`DbConfig::from_env`] or
+/// [`DbConfig::new`] and adjust the public fields.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    /// `postgres://user:password@host:port/dbname`.
+    pub url: String,
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+    /// Connections kept open while idle.
+    pub min_connections: u32,
+    /// How long to wait for the server when opening a connection.
+    pub connect_timeout: Duration,
+    /// How long a caller waits for a free pooled connection.
+    pub acquire_timeout: Duration,
+    /// Idle connections above `min_connections` are closed after this.
+    pub idle_timeout: Duration,
+    /// Connections are recycled after this, so server-side memory stays bounded.
+    pub max_lifetime: Duration,
+    /// `statement_timeout` for every statement, if set.
+    pub statement_timeout: Option<Duration>,
+    /// `application_name` shown in `pg_stat_activity`.
+    pub application_name: String,
+    /// Log every statement through `tracing` (noisy; off by default).
+    pub log_statements: bool,
+}
+
+impl DbConfig {
+    /// Settings with sensible pool limits for `url`: up to 10 connections,
+    /// 5 s connect and acquire timeouts, 10 min idle timeout, 30 min lifetime.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 10,
+            min_connections: 0,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(1800),
+            statement_timeout: None,
+            application_name: "mockinterview-db".into(),
+            log_statements: false,
+        }
+    }
+
+    /// Reads `DATABASE_URL` from the environment, loading a `.env` file from
+    /// the working directory (or a parent) first if there is one.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `DATABASE_URL` is unset or not a PostgreSQL URL.
+    pub fn from_env() -> Result<Self> {
+        let _ = dotenvy::dotenv();
+        let url = std::env::var("DATABASE_URL").map_err(|_| {
+            Error::Config(
+                "DATABASE_URL is not set: put `DATABASE_URL=postgres://user:password@host:5432/db` \
+                 in the environment or in a .env file (the project's .env points at the local \
+                 database that scripts/db-up provisions)"
+                    .into(),
+            )
+        })?;
+        let config = Self::new(url);
+        config.check_url()?;
+        Ok(config)
+    }
+
+    /// `host:port/dbname` of the URL, without credentials, for messages.
+    pub fn target(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    fn check_url(&self) -> Result<()> {
+        if self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "DATABASE_URL must be a PostgreSQL URL (postgres://...), got `{}`",
+                self.target()
+            )))
+        }
+    }
+
+    fn connect_options(&self) -> ConnectOptions {
+        let mut opts = ConnectOptions::new(self.url.clone());
+        opts.max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .connect_timeout(self.connect_timeout)
+            .acquire_timeout(self.acquire_timeout)
+            .idle_timeout(self.idle_timeout)
+            .max_lifetime(self.max_lifetime)
+            .set_application_name(self.application_name.clone())
+            .sqlx_logging(self.log_statements);
+        if let Some(timeout) = self.statement_timeout {
+            opts.statement_timeout(timeout);
+        }
+        opts
+    }
+
+    /// Opens the pool and checks that the server answers.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a malformed URL, [`Error::Unavailable`] when the
+    /// server cannot be reached or refuses the login.
+    #[tracing::instrument(skip(self), fields(target = %self.target()))]
+    pub async fn connect(&self) -> Result<DatabaseConnection> {
+        self.check_url()?;
+        let unavailable = |source| Error::Unavailable {
+            target: self.target(),
+            source,
+        };
+        let db = Database::connect(self.connect_options())
+            .await
+            .map_err(unavailable)?;
+        db.ping().await.map_err(unavailable)?;
+        Ok(db)
+    }
+}
+
+/// Connects with [`DbConfig::from_env`] (`DATABASE_URL`, `.env`).
+///
+/// # Errors
+/// As [`DbConfig::from_env`] and [`DbConfig::connect`].
+pub async fn connect_from_env() -> Result<DatabaseConnection> {
+    DbConfig::from_env()?.connect().await
+}
+
+/// What [`readiness`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// `server_version` of the PostgreSQL server, e.g. `15.18 (Debian ...)`.
+    pub server_version: String,
+    /// Installed pgvector version in this database, if the extension exists.
+    pub pgvector_version: Option<String>,
+    /// pgvector version the server could install, if its files are present.
+    pub pgvector_available_version: Option<String>,
+}
+
+impl Readiness {
+    /// True when pgvector is installed in the database.
+    pub fn is_ready(&self) -> bool {
+        self.pgvector_version.is_some()
+    }
+}
+
+/// Checks that the database answers and reports whether pgvector is
+/// installed, and which version.
+///
+/// # Errors
+/// [`Error::Unavailable`] when no connection can be made,
+/// [`Error::Database`] for other failures.
+#[tracing::instrument(skip(db))]
+pub async fn readiness<C: ConnectionTrait>(db: &C) -> Result<Readiness> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_setting('server_version') AS server_version, \
+                    (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS installed, \
+                    (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') AS available",
+        ))
+        .await
+        .map_err(|e| match e {
+            e @ (sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)) => {
+                Error::Unavailable {
+                    target: "the configured database".into(),
+                    source: e,
+                }
+            }
+            e => Error::from(e),
+        })?
+        .ok_or_else(|| Error::Config("readiness query returned no row".into()))?;
+    Ok(Readiness {
+        server_version: row.try_get("", "server_version")?,
+        pgvector_version: row.try_get("", "installed")?,
+        pgvector_available_version: row.try_get("", "available")?,
+    })
+}
+
+/// Checks readiness and fails unless pgvector is installed.
+///
+/// # Errors
+/// As [`readiness`], plus [`Error::PgvectorMissing`] when the extension is
+/// not installed in the database.
+pub async fn require_pgvector<C: ConnectionTrait>(db: &C) -> Result<Readiness> {
+    let r = readiness(db).await?;
+    if r.is_ready() {
+        return Ok(r);
+    }
+    let detail = match &r.pgvector_available_version {
+        Some(v) => format!("version {v} is available on the server but not created here"),
+        None => "the server has no pgvector files either".into(),
+    };
+    Err(Error::PgvectorMissing { detail })
+}
+
+/// Drops the `user:password@` part of a URL.
+pub(crate) fn redact_url(url: &str) -> String {
+    let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host_part = without_scheme
+        .rsplit_once('@')
+        .map_or(without_scheme, |(_, rest)| rest);
+    host_part.split('?').next().unwrap_or(host_part).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_credentials() {
+        assert_eq!(
+            redact_url("postgres://u:secret@localhost:5432/db?sslmode=disable"),
+            "localhost:5432/db"
+        );
+        assert_eq!(redact_url("postgres://localhost/db"), "localhost/db");
+    }
+
+    #[test]
+    fn rejects_non_postgres_url() {
+        let err = DbConfig::new("mysql://x@y/z").check_url().unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+}

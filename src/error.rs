@@ -1,0 +1,110 @@
+//! The error type returned by every fallible function of this crate.
+
+use sea_orm::{DbErr, RuntimeErr};
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the data layer, in variants callers can
+/// match on. Messages say what failed and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The requested row does not exist (or belongs to another user).
+    #[error("{entity} not found: {key}")]
+    NotFound {
+        /// What was looked up, e.g. `"resume"`.
+        entity: &'static str,
+        /// The key that was looked up.
+        key: String,
+    },
+
+    /// The write conflicts with existing data (a unique constraint).
+    #[error("conflict: {message}")]
+    Conflict {
+        /// What conflicted and with what.
+        message: String,
+    },
+
+    /// An input value was rejected before anything was written.
+    #[error("invalid {field}: {reason}")]
+    Validation {
+        /// The offending field, e.g. `"embedding"` or `"duration"`.
+        field: &'static str,
+        /// Why it was rejected and what is accepted.
+        reason: String,
+    },
+
+    /// The database server could not be reached.
+    #[error(
+        "database unavailable at {target}: {source}. Check that the server is running \
+         and DATABASE_URL is right; for the local database run `scripts/db-up`"
+    )]
+    Unavailable {
+        /// `host:port/dbname` that was tried (never the password).
+        target: String,
+        /// The underlying connection error.
+        #[source]
+        source: DbErr,
+    },
+
+    /// The pgvector extension is not installed in the database.
+    #[error(
+        "the pgvector extension is not installed in this database ({detail}); \
+         run the migrations (`cargo run -p migration -- up`), which create it, \
+         or install pgvector on the server (see the README, Troubleshooting)"
+    )]
+    PgvectorMissing {
+        /// What exactly is missing.
+        detail: String,
+    },
+
+    /// The configuration (environment, `DATABASE_URL`) is missing or invalid.
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] DbErr),
+}
+
+impl From<DbErr> for Error {
+    fn from(err: DbErr) -> Self {
+        match sqlstate(&err).as_deref() {
+            // unique_violation
+            Some("23505") => Error::Conflict {
+                message: database_message(&err),
+            },
+            _ => Error::Database(err),
+        }
+    }
+}
+
+/// The PostgreSQL SQLSTATE code of a database error, if it came from the server.
+pub(crate) fn sqlstate(err: &DbErr) -> Option<String> {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e))
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// The server's message (plus constraint name when there is one).
+fn database_message(err: &DbErr) -> String {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_database_error() {
+                Some(d) => match d.constraint() {
+                    Some(c) => format!("{} (constraint {c})", d.message()),
+                    None => d.message().to_owned(),
+                },
+                None => e.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,242 @@
+//! Running the migrations: up, status, down step by step, fresh, refresh,
+//! reset, idempotence and exact reversibility.
+
+use migration::pgvector_check::create_extension;
+use mockinterview_db::testing::TestDatabase;
+use mockinterview_db::{Migrator, MigratorTrait};
+use sea_orm::ConnectionTrait;
+
+use crate::catalog::*;
+
+const ALL: [&str; 4] = [
+    "m001_user_profiles",
+    "m002_add_pdf_storage",
+    "m003_create_vector_store",
+    "m004_delete_orphan_chunks",
+];
+
+#[tokio::test]
+async fn up_from_empty_applies_every_migration_in_order() {
+    let db = TestDatabase::empty().await;
+    let conn = db.conn();
+    assert!(tables(conn).await.is_empty());
+    assert_eq!(
+        Migrator::get_pending_migrations(conn).await.unwrap().len(),
+        ALL.len()
+    );
+
+    Migrator::up(conn, None).await.unwrap();
+
+    assert_eq!(applied(conn).await, ALL);
+    assert!(
+        Migrator::get_pending_migrations(conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    Migrator::status(conn).await.unwrap();
+    assert_eq!(
+        tables(conn).await,
+        [
+            "resume_chunks",
+            "resumes",
+            "user_preferences",
+            "user_profiles"
+        ]
+    );
+    assert!(has_vector_extension(conn).await);
+}
+
+#[tokio::test]
+async fn second_up_is_a_no_op() {
+    let db = TestDatabase::empty().await;
+    Migrator::up(db.conn(), None).await.unwrap();
+    let before = schema_dump(db.url());
+    Migrator::up(db.conn(), None).await.unwrap();
+    assert_eq!(applied(db.conn()).await, ALL);
+    assert_same_schema(&schema_dump(db.url()), &before, "after a second up");
+}
+
+#[tokio::test]
+async fn down_one_step_at_a_time_removes_exactly_each_migration() {
+    let db = TestDatabase::empty().await;
+    let conn = db.conn();
+    let empty = schema_dump(db.url());
+    Migrator::up(conn, None).await.unwrap();
+
+    // 004 down: the orphan-chunk triggers and their functions only.
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..3]);
+    assert_eq!(functions(conn).await, ["set_updated_at"]);
+    assert_eq!(tables(conn).await.len(), 4);
+
+    // 003 down: the chunk table, its indexes and the extension it installed.
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..2]);
+    assert_eq!(
+        tables(conn).await,
+        ["resumes", "user_preferences", "user_profiles"]
+    );
+    assert!(
+        !indexes(conn)
+            .await
+            .iter()
+            .any(|i| i.contains("resume_chunks")),
+        "chunk indexes must be gone"
+    );
+    assert!(
+        !has_vector_extension(conn).await,
+        "003 installed vector, its down removes it"
+    );
+
+    // 002 down: only resumes.file_data (and its CHECK).
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..1]);
+    assert!(
+        !columns(conn, "resumes")
+            .await
+            .iter()
+            .any(|c| c.starts_with("file_data")),
+        "file_data must be gone"
+    );
+    assert_eq!(columns(conn, "resumes").await.len(), 9);
+
+    // 001 down: everything else, trigger function included.
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert!(applied(conn).await.is_empty());
+    assert!(tables(conn).await.is_empty());
+    assert!(
+        functions(conn).await.is_empty(),
+        "set_updated_at must be gone"
+    );
+
+    // Nothing but sea-orm's own bookkeeping table is left.
+    conn.execute_unprepared("DROP TABLE seaql_migrations")
+        .await
+        .unwrap();
+    assert_same_schema(&schema_dump(db.url()), &empty, "after down all");
+}
+
+#[tokio::test]
+async fn up_down_up_gives_an_identical_schema() {
+    let db = TestDatabase::empty().await;
+    let conn = db.conn();
+    Migrator::up(conn, None).await.unwrap();
+    let first = schema_dump(db.url());
+    Migrator::down(conn, None).await.unwrap();
+    Migrator::up(conn, None).await.unwrap();
+    assert_same_schema(&schema_dump(db.url()), &first, "up, down, up");
+}
+
+#[tokio::test]
+async fn down_leaves_a_vector_extension_installed_beforehand() {
+    let db = TestDatabase::empty().await;
+    let conn = db.conn();
+    conn.execute_unprepared("CREATE EXTENSION vector")
+        .await
+        .unwrap();
+    Migrator::up(conn, None).await.unwrap();
+    Migrator::down(conn, None).await.unwrap();
+    assert!(
+        has_vector_extension(conn).await,
+        "an administrator's extension stays"
+    );
+}
+
+#[tokio::test]
+async fn fresh_refresh_and_reset() {
+    let db = TestDatabase::new().await;
+    let conn = db.conn();
+    let migrated = schema_dump(db.url());
+    conn.execute_unprepared("INSERT INTO user_profiles (firebase_uid) VALUES ('uid-1')")
+        .await
+        .unwrap();
+
+    // fresh: drop every table, then up again. Data gone, schema identical.
+    Migrator::fresh(conn).await.unwrap();
+    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(profile_count(conn).await, 0);
+    assert_same_schema(&schema_dump(db.url()), &migrated, "after fresh");
+
+    // refresh: down all, then up again.
+    conn.execute_unprepared("INSERT INTO user_profiles (firebase_uid) VALUES ('uid-2')")
+        .await
+        .unwrap();
+    Migrator::refresh(conn).await.unwrap();
+    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(profile_count(conn).await, 0);
+    assert_same_schema(&schema_dump(db.url()), &migrated, "after refresh");
+
+    // reset: down all, and sea-orm drops its bookkeeping table too.
+    Migrator::reset(conn).await.unwrap();
+    assert!(tables(conn).await.is_empty());
+    assert_eq!(
+        strings(
+            conn,
+            "SELECT coalesce(to_regclass('seaql_migrations')::text, 'absent')",
+            vec![]
+        )
+        .await,
+        ["absent"]
+    );
+    assert_eq!(
+        Migrator::get_pending_migrations(conn).await.unwrap().len(),
+        ALL.len()
+    );
+}
+
+#[tokio::test]
+async fn missing_extension_error_says_how_to_install_it() {
+    let db = TestDatabase::empty().await;
+    // No server has this extension: the same code path as pgvector missing.
+    let err = create_extension(db.conn(), "vector_not_installed_anywhere")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is not available on this PostgreSQL server"),
+        "{err}"
+    );
+    assert!(err.contains("pgvector"), "{err}");
+    assert!(err.contains("pgvector/pgvector:pg16"), "{err}");
+}
+
+#[tokio::test]
+async fn create_extension_without_privilege_names_the_role_and_the_fix() {
+    let db = TestDatabase::empty().await;
+    let conn = db.conn();
+    let role = format!("{}_nopriv", db.name());
+    conn.execute_unprepared(&format!(
+        "CREATE ROLE \"{role}\" NOLOGIN; GRANT CREATE ON DATABASE \"{}\" TO \"{role}\"",
+        db.name()
+    ))
+    .await
+    .unwrap();
+    let txn = sea_orm::TransactionTrait::begin(conn).await.unwrap();
+    txn.execute_unprepared(&format!("SET LOCAL ROLE \"{role}\""))
+        .await
+        .unwrap();
+    let err = create_extension(&txn, "vector")
+        .await
+        .unwrap_err()
+        .to_string();
+    txn.rollback().await.unwrap();
+    conn.execute_unprepared(&format!(
+        "REVOKE ALL ON DATABASE \"{}\" FROM \"{role}\"; DROP ROLE \"{role}\"",
+        db.name()
+    ))
+    .await
+    .unwrap();
+    assert!(
+        err.contains("permission denied to create extension"),
+        "{err}"
+    );
+    assert!(err.contains(&role), "{err}");
+    assert!(err.contains("superuser"), "{err}");
+}
+
+async fn profile_count(conn: &sea_orm::DatabaseConnection) -> usize {
+    strings(conn, "SELECT count(*)::text FROM user_profiles", vec![]).await[0]
+        .parse()
+        .unwrap()
+}
