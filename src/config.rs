@@ -32,7 +32,14 @@ pub struct DbConfig {
     pub application_name: String,
     /// Log every statement through `tracing` (noisy; off by default).
     pub log_statements: bool,
+    /// `hnsw.ef_search` for every connection: the candidate list size of
+    /// whole-table (HNSW) searches. Higher is more accurate and slower;
+    /// pgvector's default is 40. See BENCHMARKS.md for recall per value.
+    pub hnsw_ef_search: Option<u32>,
 }
+
+/// The `hnsw.ef_search` that [`DbConfig::new`] sets (see BENCHMARKS.md).
+pub const DEFAULT_HNSW_EF_SEARCH: u32 = 100;
 
 impl DbConfig {
     /// Settings with sensible pool limits for `url`: up to 10 connections,
@@ -49,6 +56,7 @@ impl DbConfig {
             statement_timeout: None,
             application_name: "mockinterview-db".into(),
             log_statements: false,
+            hnsw_ef_search: Some(DEFAULT_HNSW_EF_SEARCH),
         }
     }
 
@@ -101,6 +109,14 @@ impl DbConfig {
         if let Some(timeout) = self.statement_timeout {
             opts.statement_timeout(timeout);
         }
+        // Session settings sent in the startup packet: no extra round trip.
+        // Filtered whole-table searches continue the HNSW scan until k rows
+        // pass the filter (pgvector 0.8 iterative scans), in exact order.
+        let mut settings = vec![("hnsw.iterative_scan".to_owned(), "strict_order".to_owned())];
+        if let Some(ef) = self.hnsw_ef_search {
+            settings.push(("hnsw.ef_search".to_owned(), ef.to_string()));
+        }
+        opts.map_sqlx_postgres_opts(move |o| o.options(settings.clone()));
         opts
     }
 

@@ -75,7 +75,13 @@ impl From<DbErr> for Error {
             Some("23505") => Error::Conflict {
                 message: database_message(&err),
             },
-            _ => Error::Database(err),
+            _ => match err {
+                DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Error::Unavailable {
+                    target: "the configured database".into(),
+                    source: err,
+                },
+                other => Error::Database(other),
+            },
         }
     }
 }

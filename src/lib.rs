@@ -2,14 +2,50 @@
 //!
 //! Applications import this crate (and the [`entity`] crate it re-exports)
 //! to connect, read and write profiles, preferences, resumes and resume
-//! chunks. The schema is created by the `migration` crate.
+//! chunks. The schema is created by the `migration` crate ([`Migrator`]).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | connection pool from `DATABASE_URL` or explicit settings, readiness check |
+//! | [`profiles`] | upsert profiles from Firebase auth data, lookup, delete with everything the user owns |
+//! | [`preferences`] | interview preferences with defaults and validated partial updates |
+//! | [`resumes`] | resumes with the PDF in the database or as a path, listing without PDF bytes |
+//! | [`chunks`] | atomic bulk replacement of a resume's chunks, semantic search |
+//! | [`embedding`] | validated 768-dimension embeddings |
+//! | [`error`] | the [`Error`] type |
+//! | `testing` | (feature `testing`) an isolated migrated database per test |
+//!
+//! Data functions take any [`sea_orm::ConnectionTrait`] (a pool or a
+//! transaction), except [`chunks::replace_resume_chunks`], which needs the
+//! pool for `COPY`.
+//!
+//! ```no_run
+//! use mockinterview_db::{profiles, resumes, DbConfig};
+//!
+//! # async fn run() -> mockinterview_db::Result<()> {
+//! let db = DbConfig::from_env()?.connect().await?;
+//! let user = profiles::upsert_profile(&db, &profiles::FirebaseUser {
+//!     uid: "firebase-uid".into(),
+//!     email: Some("ada@example.com".into()),
+//!     ..Default::default()
+//! }).await?;
+//! let list = resumes::list_resumes(&db, user.id).await?;
+//! # Ok(()) }
+//! ```
 
+pub mod chunks;
 pub mod config;
+pub mod embedding;
 pub mod error;
+pub mod preferences;
+pub mod profiles;
+pub mod resumes;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use chunks::{ChunkMatch, NewChunk, SearchQuery, SearchScope};
 pub use config::{DbConfig, Readiness, connect_from_env, readiness, require_pgvector};
+pub use embedding::Embedding;
 pub use entity;
 pub use error::{Error, Result};
 pub use migration::{Migrator, MigratorTrait};

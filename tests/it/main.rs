@@ -5,6 +5,12 @@
 //! everything with `scripts/test`.
 
 mod catalog;
+mod chunks;
+mod config;
 mod entities;
 mod migrations;
+mod preferences;
+mod profiles;
+mod resumes;
 mod schema;
+mod support;

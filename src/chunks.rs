@@ -1,0 +1,351 @@
+//! Resume chunks: atomic bulk replacement and semantic search.
+//!
+//! `resume_chunks` has LangChain `PGVectorStore`'s layout (`id`, `text`,
+//! `metadata`, `embedding`) because other services share it. Every chunk
+//! written here carries `user_id` and `resume_id` in `metadata` as strings,
+//! the way those services read it, plus any extra keys the caller supplies.
+
+use entity::resume_chunks::{METADATA_RESUME_ID, METADATA_USER_ID};
+use sea_orm::sqlx;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement, Value,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use uuid::Uuid;
+
+use crate::embedding::Embedding;
+use crate::error::{Error, Result};
+
+/// Largest `k` a search accepts.
+pub const MAX_TOP_K: u32 = 1000;
+
+/// A chunk to store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewChunk {
+    /// The chunk's text (non-empty).
+    pub text: String,
+    /// Its validated embedding.
+    pub embedding: Embedding,
+    /// Extra metadata keys (`page`, `section`, ...). `user_id` and
+    /// `resume_id` are set by the library and may not appear here.
+    pub extra_metadata: Map<String, Json>,
+}
+
+impl NewChunk {
+    /// A chunk without extra metadata.
+    pub fn new(text: impl Into<String>, embedding: Embedding) -> Self {
+        Self {
+            text: text.into(),
+            embedding,
+            extra_metadata: Map::new(),
+        }
+    }
+
+    /// Adds an extra metadata key.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<Json>) -> Self {
+        self.extra_metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Which chunks a search looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchScope {
+    /// One user's chunks: exact search, every chunk of the user is compared.
+    User(Uuid),
+    /// One resume of one user: exact search.
+    Resume {
+        /// Owner of the resume.
+        user_id: Uuid,
+        /// The resume.
+        resume_id: Uuid,
+    },
+    /// Every chunk in the table, through the HNSW index (approximate).
+    All,
+}
+
+/// A search request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchQuery {
+    /// The query embedding.
+    pub embedding: Embedding,
+    /// How many chunks to return (1 to [`MAX_TOP_K`]).
+    pub k: u32,
+    /// Which chunks to consider.
+    pub scope: SearchScope,
+    /// Only chunks whose metadata has these keys with these values
+    /// (JSON containment, `metadata @> filter`: equality for scalars).
+    pub metadata_filter: Map<String, Json>,
+}
+
+impl SearchQuery {
+    /// Top `k` in `scope`, without metadata filters.
+    pub fn new(embedding: Embedding, k: u32, scope: SearchScope) -> Self {
+        Self {
+            embedding,
+            k,
+            scope,
+            metadata_filter: Map::new(),
+        }
+    }
+
+    /// Adds an equality filter on a metadata key.
+    pub fn filter(mut self, key: impl Into<String>, value: impl Into<Json>) -> Self {
+        self.metadata_filter.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// One search result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChunkMatch {
+    /// Chunk id.
+    pub id: Uuid,
+    /// Chunk text.
+    pub text: Option<String>,
+    /// Chunk metadata (`user_id`, `resume_id`, extras).
+    pub metadata: Option<Json>,
+    /// Cosine similarity to the query, `1 - cosine distance` (1 = same direction).
+    pub score: f64,
+}
+
+/// Replaces all chunks of a resume with `chunks`, atomically: in one
+/// transaction the resume row is locked (concurrent replacements of the same
+/// resume queue up), its old chunks are deleted and the new ones are loaded
+/// with a binary `COPY` (one round trip for the whole batch, whatever its
+/// size). Readers see either the old or the new set, never a mix.
+///
+/// Takes the pool rather than any connection because `COPY` needs a raw
+/// connection; it runs its own transaction.
+///
+/// Returns the new chunk ids, in input order.
+///
+/// # Errors
+/// [`Error::Validation`] for an empty text or a reserved metadata key
+/// (nothing is written), [`Error::NotFound`] when the user has no such resume.
+#[tracing::instrument(skip(db, chunks), fields(chunks = chunks.len()))]
+pub async fn replace_resume_chunks(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    resume_id: Uuid,
+    chunks: &[NewChunk],
+) -> Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = chunks.iter().map(|_| Uuid::new_v4()).collect();
+    let payload = encode_copy(user_id, resume_id, chunks, &ids)?;
+
+    let pool = db.get_postgres_connection_pool();
+    let mut tx = pool.begin().await.map_err(sqlx_err)?;
+    let owned: Option<(i32,)> =
+        sqlx::query_as("SELECT 1 FROM resumes WHERE id = $1 AND user_id = $2 FOR UPDATE")
+            .bind(resume_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
+    if owned.is_none() {
+        return Err(crate::resumes::not_found(resume_id));
+    }
+    sqlx::query("DELETE FROM resume_chunks WHERE metadata->>'resume_id' = $1")
+        .bind(resume_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
+    if !chunks.is_empty() {
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY resume_chunks (id, text, metadata, embedding) FROM STDIN (FORMAT binary)",
+            )
+            .await
+            .map_err(sqlx_err)?;
+        copy.send(payload).await.map_err(sqlx_err)?;
+        copy.finish().await.map_err(sqlx_err)?;
+    }
+    tx.commit().await.map_err(sqlx_err)?;
+    Ok(ids)
+}
+
+/// The resume's chunks, as stored, in no particular order.
+///
+/// # Errors
+/// Database failures only.
+#[tracing::instrument(skip(db))]
+pub async fn resume_chunks<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    resume_id: Uuid,
+) -> Result<Vec<entity::resume_chunks::Model>> {
+    use entity::resume_chunks::Entity;
+    use sea_orm::{EntityTrait, QueryFilter, sea_query::Expr};
+    Ok(Entity::find()
+        .filter(Expr::cust_with_values(
+            "metadata->>'user_id' = $1 AND metadata->>'resume_id' = $2",
+            [user_id.to_string(), resume_id.to_string()],
+        ))
+        .all(db)
+        .await?)
+}
+
+/// Finds the `k` chunks most similar (cosine) to the query embedding.
+///
+/// Scoped searches ([`SearchScope::User`], [`SearchScope::Resume`]) compare
+/// every chunk of the scope and return the exact top `k`, however large the
+/// table is. [`SearchScope::All`] uses the HNSW index (approximate; tune
+/// recall with `hnsw.ef_search`, see [`crate::DbConfig::hnsw_ef_search`]).
+/// All values, metadata keys included, are bound as parameters.
+///
+/// # Errors
+/// [`Error::Validation`] for `k` out of range.
+#[tracing::instrument(skip(db, query), fields(k = query.k, scope = ?query.scope))]
+pub async fn search_chunks<C: ConnectionTrait>(
+    db: &C,
+    query: &SearchQuery,
+) -> Result<Vec<ChunkMatch>> {
+    if query.k == 0 || query.k > MAX_TOP_K {
+        return Err(Error::Validation {
+            field: "k",
+            reason: format!(
+                "{} is out of range; ask for 1 to {MAX_TOP_K} results",
+                query.k
+            ),
+        });
+    }
+    let mut values: Vec<Value> = vec![query.embedding.to_vector().into()];
+    let mut conditions: Vec<String> = Vec::new();
+    let bind = |v: Value, values: &mut Vec<Value>| {
+        values.push(v);
+        format!("${}", values.len())
+    };
+    match query.scope {
+        SearchScope::User(user_id) => {
+            let p = bind(user_id.to_string().into(), &mut values);
+            conditions.push(format!("metadata->>'user_id' = {p}"));
+        }
+        SearchScope::Resume { user_id, resume_id } => {
+            let p = bind(user_id.to_string().into(), &mut values);
+            conditions.push(format!("metadata->>'user_id' = {p}"));
+            let p = bind(resume_id.to_string().into(), &mut values);
+            conditions.push(format!("metadata->>'resume_id' = {p}"));
+        }
+        SearchScope::All => {}
+    }
+    if !query.metadata_filter.is_empty() {
+        let p = bind(
+            Json::Object(query.metadata_filter.clone()).into(),
+            &mut values,
+        );
+        conditions.push(format!("metadata @> {p}::jsonb"));
+    }
+    let k = bind(i64::from(query.k).into(), &mut values);
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = match query.scope {
+        // Materializing the scope keeps the planner from answering with the
+        // HNSW index and filtering afterwards, which can miss results: scoped
+        // searches are exact (the scope is a few dozen rows via the B-tree
+        // expression indexes).
+        SearchScope::User(_) | SearchScope::Resume { .. } => format!(
+            "WITH scoped AS MATERIALIZED ( \
+               SELECT id, text, metadata, embedding <=> $1 AS distance \
+               FROM resume_chunks {filter}) \
+             SELECT id, text, metadata, 1 - distance AS score FROM scoped \
+             ORDER BY distance LIMIT {k}"
+        ),
+        SearchScope::All => format!(
+            "SELECT id, text, metadata, 1 - (embedding <=> $1) AS score \
+             FROM resume_chunks {filter} ORDER BY embedding <=> $1 LIMIT {k}"
+        ),
+    };
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ChunkMatch {
+                id: r.try_get("", "id")?,
+                text: r.try_get("", "text")?,
+                metadata: r.try_get("", "metadata")?,
+                score: r.try_get("", "score")?,
+            })
+        })
+        .collect()
+}
+
+/// Encodes the rows in PostgreSQL's binary `COPY` format.
+fn encode_copy(
+    user_id: Uuid,
+    resume_id: Uuid,
+    chunks: &[NewChunk],
+    ids: &[Uuid],
+) -> Result<Vec<u8>> {
+    const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0";
+    let dims = entity::EMBEDDING_DIMENSIONS;
+    let mut buf = Vec::with_capacity(32 + chunks.len() * (dims * 4 + 256));
+    buf.extend_from_slice(HEADER);
+    buf.extend_from_slice(&0_i32.to_be_bytes()); // flags
+    buf.extend_from_slice(&0_i32.to_be_bytes()); // header extension length
+    let (user, resume) = (user_id.to_string(), resume_id.to_string());
+    for (i, (chunk, id)) in chunks.iter().zip(ids).enumerate() {
+        if chunk.text.trim().is_empty() {
+            return Err(Error::Validation {
+                field: "text",
+                reason: format!("chunk {i} has no text"),
+            });
+        }
+        for key in [METADATA_USER_ID, METADATA_RESUME_ID] {
+            if chunk.extra_metadata.contains_key(key) {
+                return Err(Error::Validation {
+                    field: "metadata",
+                    reason: format!(
+                        "chunk {i}: `{key}` is set by the library from the resume; remove it"
+                    ),
+                });
+            }
+        }
+        let mut metadata = chunk.extra_metadata.clone();
+        metadata.insert(METADATA_USER_ID.into(), Json::String(user.clone()));
+        metadata.insert(METADATA_RESUME_ID.into(), Json::String(resume.clone()));
+        let metadata = serde_json::to_vec(&metadata).map_err(|e| Error::Validation {
+            field: "metadata",
+            reason: e.to_string(),
+        })?;
+
+        buf.extend_from_slice(&4_i16.to_be_bytes()); // field count
+        field(&mut buf, id.as_bytes());
+        field(&mut buf, chunk.text.as_bytes());
+        // jsonb binary format: version byte 1, then the JSON text.
+        buf.extend_from_slice(
+            &(i32::try_from(metadata.len() + 1).unwrap_or(i32::MAX)).to_be_bytes(),
+        );
+        buf.push(1);
+        buf.extend_from_slice(&metadata);
+        // vector binary format: int16 dimensions, int16 unused, float4 values.
+        let values = chunk.embedding.as_slice();
+        buf.extend_from_slice(
+            &(i32::try_from(4 + values.len() * 4).unwrap_or(i32::MAX)).to_be_bytes(),
+        );
+        buf.extend_from_slice(&(i16::try_from(values.len()).unwrap_or(i16::MAX)).to_be_bytes());
+        buf.extend_from_slice(&0_i16.to_be_bytes());
+        for v in values {
+            buf.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    buf.extend_from_slice(&(-1_i16).to_be_bytes()); // trailer
+    Ok(buf)
+}
+
+fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(&(i32::try_from(bytes.len()).unwrap_or(i32::MAX)).to_be_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+fn sqlx_err(e: sqlx::Error) -> Error {
+    Error::from(DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
+}

@@ -1,0 +1,225 @@
+//! Interview preferences: read with defaults, validated partial updates.
+
+use entity::user_preferences::{self, Column, Entity};
+pub use entity::user_preferences::{Difficulty, Theme};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Shortest allowed interview, in minutes.
+pub const MIN_DURATION_MINUTES: u16 = 1;
+/// Longest allowed interview, in minutes.
+pub const MAX_DURATION_MINUTES: u16 = 240;
+/// Most languages a user can list.
+pub const MAX_LANGUAGES: usize = 20;
+/// Longest language name, in characters.
+pub const MAX_LANGUAGE_CHARS: usize = 50;
+
+/// A user's effective preferences (stored values, or the defaults).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    /// Interview difficulty.
+    pub difficulty: Difficulty,
+    /// Interview length in minutes.
+    pub duration_minutes: u16,
+    /// Languages, in the user's order.
+    pub languages: Vec<String>,
+    /// UI theme.
+    pub theme: Theme,
+    /// False while the user has never saved preferences (these are defaults).
+    pub stored: bool,
+}
+
+impl Default for Preferences {
+    /// The defaults of the `user_preferences` columns: medium, 30 minutes,
+    /// no languages, system theme.
+    fn default() -> Self {
+        Self {
+            difficulty: Difficulty::default(),
+            duration_minutes: 30,
+            languages: Vec::new(),
+            theme: Theme::default(),
+            stored: false,
+        }
+    }
+}
+
+impl From<user_preferences::Model> for Preferences {
+    fn from(m: user_preferences::Model) -> Self {
+        Self {
+            difficulty: m.difficulty,
+            duration_minutes: u16::try_from(m.duration).unwrap_or(MAX_DURATION_MINUTES),
+            languages: m.languages,
+            theme: m.theme,
+            stored: true,
+        }
+    }
+}
+
+/// A partial update: `None` fields keep their current value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreferencesUpdate {
+    /// New difficulty.
+    pub difficulty: Option<Difficulty>,
+    /// New length in minutes (1 to 240).
+    pub duration_minutes: Option<u16>,
+    /// New language list (replaces the old one; trimmed, duplicates removed).
+    pub languages: Option<Vec<String>>,
+    /// New theme.
+    pub theme: Option<Theme>,
+}
+
+impl PreferencesUpdate {
+    /// Checks the values, and normalizes the language list.
+    fn validated(mut self) -> Result<Self> {
+        if let Some(d) = self.duration_minutes
+            && !(MIN_DURATION_MINUTES..=MAX_DURATION_MINUTES).contains(&d)
+        {
+            return Err(Error::Validation {
+                field: "duration_minutes",
+                reason: format!(
+                    "{d} is out of range; use {MIN_DURATION_MINUTES} to {MAX_DURATION_MINUTES} minutes"
+                ),
+            });
+        }
+        if let Some(langs) = self.languages.take() {
+            let mut out: Vec<String> = Vec::with_capacity(langs.len());
+            for lang in langs {
+                let lang = lang.trim();
+                if lang.is_empty() || lang.chars().count() > MAX_LANGUAGE_CHARS {
+                    return Err(Error::Validation {
+                        field: "languages",
+                        reason: format!(
+                            "each language must be 1 to {MAX_LANGUAGE_CHARS} characters, got `{lang}`"
+                        ),
+                    });
+                }
+                if !out.iter().any(|l| l.eq_ignore_ascii_case(lang)) {
+                    out.push(lang.to_owned());
+                }
+            }
+            if out.len() > MAX_LANGUAGES {
+                return Err(Error::Validation {
+                    field: "languages",
+                    reason: format!("at most {MAX_LANGUAGES} languages, got {}", out.len()),
+                });
+            }
+            self.languages = Some(out);
+        }
+        Ok(self)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.difficulty.is_none()
+            && self.duration_minutes.is_none()
+            && self.languages.is_none()
+            && self.theme.is_none()
+    }
+}
+
+/// Parses `easy`, `medium` or `hard` (e.g. from a request body).
+///
+/// # Errors
+/// [`Error::Validation`] (field `difficulty`) for anything else.
+pub fn parse_difficulty(s: &str) -> Result<Difficulty> {
+    match s {
+        "easy" => Ok(Difficulty::Easy),
+        "medium" => Ok(Difficulty::Medium),
+        "hard" => Ok(Difficulty::Hard),
+        other => Err(Error::Validation {
+            field: "difficulty",
+            reason: format!("`{other}` is not one of easy, medium, hard"),
+        }),
+    }
+}
+
+/// Parses `light`, `dark` or `system`.
+///
+/// # Errors
+/// [`Error::Validation`] (field `theme`) for anything else.
+pub fn parse_theme(s: &str) -> Result<Theme> {
+    match s {
+        "light" => Ok(Theme::Light),
+        "dark" => Ok(Theme::Dark),
+        "system" => Ok(Theme::System),
+        other => Err(Error::Validation {
+            field: "theme",
+            reason: format!("`{other}` is not one of light, dark, system"),
+        }),
+    }
+}
+
+/// The user's preferences, or the defaults (with `stored: false`) if the
+/// user has not saved any.
+///
+/// # Errors
+/// [`Error::NotFound`] when the profile does not exist.
+#[tracing::instrument(skip(db))]
+pub async fn preferences<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Preferences> {
+    if let Some(row) = Entity::find()
+        .filter(Column::UserId.eq(user_id))
+        .one(db)
+        .await?
+    {
+        return Ok(row.into());
+    }
+    // No row: distinguish "no preferences yet" from "no such user".
+    crate::profiles::profile_by_id(db, user_id).await?;
+    Ok(Preferences::default())
+}
+
+/// Applies a partial update, creating the row (with defaults for the other
+/// fields) if the user has none, in one statement. Returns the result.
+///
+/// # Errors
+/// [`Error::Validation`] for out-of-range values (nothing is written),
+/// [`Error::NotFound`] when the profile does not exist.
+#[tracing::instrument(skip(db))]
+pub async fn update_preferences<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    update: PreferencesUpdate,
+) -> Result<Preferences> {
+    let update = update.validated()?;
+    if update.is_empty() {
+        return preferences(db, user_id).await;
+    }
+    let mut row = user_preferences::ActiveModel {
+        user_id: Set(user_id),
+        ..Default::default()
+    };
+    let mut changed = Vec::new();
+    if let Some(v) = update.difficulty {
+        row.difficulty = Set(v);
+        changed.push(Column::Difficulty);
+    }
+    if let Some(v) = update.duration_minutes {
+        row.duration = Set(i32::from(v));
+        changed.push(Column::Duration);
+    }
+    if let Some(v) = update.languages {
+        row.languages = Set(v);
+        changed.push(Column::Languages);
+    }
+    if let Some(v) = update.theme {
+        row.theme = Set(v);
+        changed.push(Column::Theme);
+    }
+    let saved = Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(Column::UserId)
+                .update_columns(changed)
+                .to_owned(),
+        )
+        .exec_with_returning(db)
+        .await
+        .map_err(|e| match crate::error::sqlstate(&e).as_deref() {
+            // foreign_key_violation: the profile does not exist.
+            Some("23503") => crate::profiles::not_found(user_id),
+            _ => Error::from(e),
+        })?;
+    Ok(saved.into())
+}

@@ -1,0 +1,358 @@
+//! Resumes: metadata, extracted text, and the PDF stored in the database
+//! (`resumes.file_data`) or as a path to a file stored elsewhere.
+//!
+//! Every function takes the owner's `user_id` and only ever touches that
+//! user's rows: a resume id of another user is reported as not found.
+
+use entity::resumes::{self, Column, Entity};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Default limit for PDFs stored in the database: 1 MiB. Larger files belong
+/// in file storage, recorded with [`PdfUpload::Path`].
+pub const DEFAULT_MAX_INLINE_PDF_BYTES: usize = 1024 * 1024;
+
+/// Every PDF starts with this signature.
+pub const PDF_SIGNATURE: &[u8] = b"%PDF-";
+
+/// Where a new resume's PDF goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PdfUpload {
+    /// Store the bytes in `resumes.file_data` (checked by [`PdfUpload::inline`]).
+    Inline(Vec<u8>),
+    /// The PDF is stored outside the database, at `path`, and is `size_bytes` long.
+    Path {
+        /// Location in the application's file storage.
+        path: String,
+        /// Size of the file in bytes.
+        size_bytes: u64,
+    },
+}
+
+impl PdfUpload {
+    /// A PDF to store in the database, checked against the default 1 MiB limit.
+    ///
+    /// # Errors
+    /// As [`PdfUpload::inline_with_limit`].
+    pub fn inline(bytes: Vec<u8>) -> Result<Self> {
+        Self::inline_with_limit(bytes, DEFAULT_MAX_INLINE_PDF_BYTES)
+    }
+
+    /// A PDF to store in the database, at most `max_bytes` long.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] (field `file_data`) when the bytes do not start
+    /// with `%PDF-` or exceed `max_bytes` (the message suggests path storage).
+    pub fn inline_with_limit(bytes: Vec<u8>, max_bytes: usize) -> Result<Self> {
+        if !bytes.starts_with(PDF_SIGNATURE) {
+            return Err(Error::Validation {
+                field: "file_data",
+                reason: "not a PDF: the file does not start with the %PDF- signature".into(),
+            });
+        }
+        if bytes.len() > max_bytes {
+            return Err(Error::Validation {
+                field: "file_data",
+                reason: format!(
+                    "the PDF is {} bytes, over the {max_bytes}-byte limit for PDFs stored in \
+                     the database; store the file elsewhere and record it with PdfUpload::Path",
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(Self::Inline(bytes))
+    }
+
+    /// A PDF stored outside the database.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] (field `file_path`) for an empty path.
+    pub fn path(path: impl Into<String>, size_bytes: u64) -> Result<Self> {
+        let path = path.into();
+        if path.trim().is_empty() {
+            return Err(Error::Validation {
+                field: "file_path",
+                reason: "must not be empty".into(),
+            });
+        }
+        Ok(Self::Path { path, size_bytes })
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Self::Inline(bytes) => bytes.len() as u64,
+            Self::Path { size_bytes, .. } => *size_bytes,
+        }
+    }
+}
+
+/// What [`create_resume`] needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewResume {
+    /// Owner (`user_profiles.id`).
+    pub user_id: Uuid,
+    /// Title shown to the user.
+    pub title: String,
+    /// Original file name.
+    pub file_name: String,
+    /// The PDF, inline or as a path.
+    pub pdf: PdfUpload,
+    /// Extracted text, if already available.
+    pub content: Option<String>,
+}
+
+/// A resume without its PDF bytes and text: what lists show.
+#[derive(Clone, Debug, PartialEq, Eq, FromQueryResult, Serialize, Deserialize)]
+pub struct ResumeSummary {
+    /// Resume id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Original file name.
+    pub file_name: String,
+    /// Path of the PDF when stored outside the database.
+    pub file_path: Option<String>,
+    /// Size of the PDF in bytes.
+    pub file_size: i64,
+    /// True when the PDF bytes are in the database.
+    pub stored_inline: bool,
+    /// True once extracted text is recorded.
+    pub has_content: bool,
+    /// Creation time.
+    pub created_at: chrono::DateTime<chrono::FixedOffset>,
+    /// Last update time.
+    pub updated_at: chrono::DateTime<chrono::FixedOffset>,
+}
+
+/// A resume with its extracted text (still without the PDF bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeDetail {
+    /// Everything a list shows.
+    #[serde(flatten)]
+    pub summary: ResumeSummary,
+    /// Extracted text.
+    pub content: Option<String>,
+}
+
+/// Where a resume's PDF is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredPdf {
+    /// The bytes, read from the database.
+    Inline(Vec<u8>),
+    /// A path in the application's file storage.
+    Path(String),
+    /// Neither was recorded.
+    Missing,
+}
+
+/// Creates a resume. The PDF was validated when the [`PdfUpload`] was made.
+///
+/// # Errors
+/// [`Error::Validation`] for an empty title or file name (nothing written),
+/// [`Error::NotFound`] when the user does not exist.
+#[tracing::instrument(skip(db, new), fields(user_id = %new.user_id, title = %new.title))]
+pub async fn create_resume<C: ConnectionTrait>(db: &C, new: NewResume) -> Result<ResumeSummary> {
+    for (field, value) in [("title", &new.title), ("file_name", &new.file_name)] {
+        if value.trim().is_empty() {
+            return Err(Error::Validation {
+                field,
+                reason: "must not be empty".into(),
+            });
+        }
+    }
+    let size = i64::try_from(new.pdf.size()).map_err(|_| Error::Validation {
+        field: "file_size",
+        reason: "larger than 2^63 bytes".into(),
+    })?;
+    let (file_path, file_data) = match new.pdf {
+        PdfUpload::Inline(bytes) => (None, Some(bytes)),
+        PdfUpload::Path { path, .. } => (Some(path), None),
+    };
+    let row = resumes::ActiveModel {
+        user_id: Set(new.user_id),
+        title: Set(new.title),
+        file_name: Set(new.file_name),
+        file_path: Set(file_path),
+        file_size: Set(size),
+        content: Set(new.content),
+        file_data: Set(file_data),
+        ..Default::default()
+    };
+    let id = Entity::insert(row)
+        .exec(db)
+        .await
+        .map_err(|e| match crate::error::sqlstate(&e).as_deref() {
+            Some("23503") => crate::profiles::not_found(new.user_id),
+            _ => Error::from(e),
+        })?
+        .last_insert_id;
+    resume(db, new.user_id, id).await.map(|d| d.summary)
+}
+
+fn summary_query() -> sea_orm::Select<Entity> {
+    Entity::find()
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::UserId,
+            Column::Title,
+            Column::FileName,
+            Column::FilePath,
+            Column::FileSize,
+            Column::CreatedAt,
+            Column::UpdatedAt,
+        ])
+        // IS NOT NULL reads the null bitmap only, never the PDF or the text.
+        .expr_as(Expr::col(Column::FileData).is_not_null(), "stored_inline")
+        .expr_as(Expr::col(Column::Content).is_not_null(), "has_content")
+}
+
+/// The user's resumes, newest first, without PDF bytes or extracted text.
+///
+/// # Errors
+/// Database failures only; an unknown user has no resumes.
+#[tracing::instrument(skip(db))]
+pub async fn list_resumes<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Vec<ResumeSummary>> {
+    Ok(summary_query()
+        .filter(Column::UserId.eq(user_id))
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .into_model::<ResumeSummary>()
+        .all(db)
+        .await?)
+}
+
+/// One of the user's resumes with its extracted text, without PDF bytes.
+///
+/// # Errors
+/// [`Error::NotFound`] when the user has no resume with this id.
+#[tracing::instrument(skip(db))]
+pub async fn resume<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    resume_id: Uuid,
+) -> Result<ResumeDetail> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        #[sea_orm(nested)]
+        summary: ResumeSummary,
+        content: Option<String>,
+    }
+    let row = summary_query()
+        .column(Column::Content)
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::Id.eq(resume_id))
+        .into_model::<Row>()
+        .one(db)
+        .await?
+        .ok_or_else(|| not_found(resume_id))?;
+    Ok(ResumeDetail {
+        summary: row.summary,
+        content: row.content,
+    })
+}
+
+/// The resume's PDF: its bytes when stored in the database, else its path.
+///
+/// # Errors
+/// [`Error::NotFound`] when the user has no resume with this id.
+#[tracing::instrument(skip(db))]
+pub async fn resume_pdf<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    resume_id: Uuid,
+) -> Result<StoredPdf> {
+    let (path, data): (Option<String>, Option<Vec<u8>>) = Entity::find()
+        .select_only()
+        .columns([Column::FilePath, Column::FileData])
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::Id.eq(resume_id))
+        .into_tuple()
+        .one(db)
+        .await?
+        .ok_or_else(|| not_found(resume_id))?;
+    Ok(match (data, path) {
+        (Some(bytes), _) => StoredPdf::Inline(bytes),
+        (None, Some(path)) => StoredPdf::Path(path),
+        (None, None) => StoredPdf::Missing,
+    })
+}
+
+/// Records the text extracted from the resume's PDF.
+///
+/// # Errors
+/// [`Error::NotFound`] when the user has no resume with this id.
+#[tracing::instrument(skip(db, content))]
+pub async fn update_resume_content<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    resume_id: Uuid,
+    content: &str,
+) -> Result<()> {
+    let res = Entity::update_many()
+        .col_expr(Column::Content, Expr::value(content))
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::Id.eq(resume_id))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(not_found(resume_id));
+    }
+    Ok(())
+}
+
+/// Deletes the resume and its chunks (migration 004's trigger deletes the
+/// chunks in the same statement).
+///
+/// # Errors
+/// [`Error::NotFound`] when the user has no resume with this id.
+#[tracing::instrument(skip(db))]
+pub async fn delete_resume<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    resume_id: Uuid,
+) -> Result<()> {
+    let res = Entity::delete_many()
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::Id.eq(resume_id))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(not_found(resume_id));
+    }
+    Ok(())
+}
+
+pub(crate) fn not_found(resume_id: Uuid) -> Error {
+    Error::NotFound {
+        entity: "resume",
+        key: resume_id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, QueryTrait};
+
+    #[test]
+    fn listing_reads_file_data_only_through_is_not_null() {
+        let sql = super::summary_query()
+            .build(DbBackend::Postgres)
+            .to_string();
+        assert_eq!(sql.matches("file_data").count(), 1, "{sql}");
+        assert!(sql.contains(r#""file_data" IS NOT NULL"#), "{sql}");
+        assert!(
+            !sql.contains(r#""content","#) && sql.contains(r#""content" IS NOT NULL"#),
+            "{sql}"
+        );
+    }
+}

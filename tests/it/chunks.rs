@@ -1,0 +1,317 @@
+//! Chunks: atomic replacement, bulk load, exact scoped search, global search,
+//! filters, isolation between users.
+
+use std::collections::HashSet;
+
+use mockinterview_db::chunks::{self, search_chunks};
+use mockinterview_db::testing::TestDatabase;
+use mockinterview_db::{Embedding, Error, NewChunk, SearchQuery, SearchScope};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn replace_swaps_the_whole_set_and_writes_langchain_metadata() {
+    let db = TestDatabase::new().await;
+    let u = user(db.conn(), "ada").await;
+    let r = resume(db.conn(), u.id, "cv").await;
+    chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 3))
+        .await
+        .unwrap();
+    let ids = chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(2, 2))
+        .await
+        .unwrap();
+
+    let mut stored = chunks::resume_chunks(db.conn(), u.id, r.id).await.unwrap();
+    stored.sort_by_key(|c| c.text.clone());
+    assert_eq!(
+        stored.iter().map(|c| c.id).collect::<HashSet<_>>(),
+        ids.iter().copied().collect()
+    );
+    assert_eq!(stored[0].text.as_deref(), Some("chunk 2/0"));
+    assert_eq!(
+        stored[0].metadata,
+        Some(json!({
+            "user_id": u.id.to_string(),
+            "resume_id": r.id.to_string(),
+            "page": 0,
+            "section": "experience",
+        }))
+    );
+    assert_eq!(
+        stored[1].embedding.clone().unwrap().to_vec(),
+        embedding(2001).as_slice()
+    );
+}
+
+#[tokio::test]
+async fn invalid_chunks_are_rejected_and_the_old_set_stays() {
+    let db = TestDatabase::new().await;
+    let u = user(db.conn(), "ada").await;
+    let r = resume(db.conn(), u.id, "cv").await;
+    chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 3))
+        .await
+        .unwrap();
+
+    let reserved = vec![NewChunk::new("x", embedding(1)).with_metadata("user_id", "someone-else")];
+    let empty_text = vec![NewChunk::new("  ", embedding(1))];
+    for (bad, field) in [(reserved, "metadata"), (empty_text, "text")] {
+        match chunks::replace_resume_chunks(db.conn(), u.id, r.id, &bad).await {
+            Err(Error::Validation { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected validation error on {field}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        chunks::resume_chunks(db.conn(), u.id, r.id)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // Embeddings are validated when constructed: a bad one never reaches a chunk.
+    assert!(Embedding::new(vec![0.1; 1536]).is_err());
+}
+
+#[tokio::test]
+async fn bulk_replace_of_thousands_of_chunks() {
+    let db = TestDatabase::new().await;
+    let u = user(db.conn(), "ada").await;
+    let r = resume(db.conn(), u.id, "cv").await;
+    let ids = chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(3, 3000))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3000);
+    assert_eq!(
+        chunks::resume_chunks(db.conn(), u.id, r.id)
+            .await
+            .unwrap()
+            .len(),
+        3000
+    );
+}
+
+#[tokio::test]
+async fn concurrent_readers_see_the_old_or_the_new_set_never_a_mix() {
+    let db = TestDatabase::new().await;
+    let u = user(db.conn(), "ada").await;
+    let r = resume(db.conn(), u.id, "cv").await;
+    chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 40))
+        .await
+        .unwrap();
+
+    let reader_conn = db.conn().clone();
+    let (user_id, resume_id) = (u.id, r.id);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_reader = stop.clone();
+    let reader = tokio::spawn(async move {
+        let mut seen = HashSet::new();
+        while !stop_reader.load(std::sync::atomic::Ordering::Relaxed) {
+            let n = chunks::resume_chunks(&reader_conn, user_id, resume_id)
+                .await
+                .unwrap()
+                .len();
+            seen.insert(n);
+        }
+        seen
+    });
+    for round in 0..20 {
+        let n = if round % 2 == 0 { 25 } else { 40 };
+        chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(round, n))
+            .await
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = reader.await.unwrap();
+    assert!(
+        seen.iter().all(|n| *n == 25 || *n == 40),
+        "reader saw partial sets: {seen:?}"
+    );
+}
+
+/// Loads `others` chunks of other users that are *closer* to `query` than
+/// any of the target user's chunks, so an index scan that filters after
+/// fetching would miss the target's chunks.
+async fn adversarial_corpus(
+    db: &TestDatabase,
+    query: &Embedding,
+    others: usize,
+) -> (Uuid, Uuid, Vec<NewChunk>) {
+    let target = user(db.conn(), "target").await;
+    let target_resume = resume(db.conn(), target.id, "target-cv").await;
+    let mine = chunks(42, 60);
+    chunks::replace_resume_chunks(db.conn(), target.id, target_resume.id, &mine)
+        .await
+        .unwrap();
+    for batch in 0..(others / 500).max(1) {
+        let other = user(db.conn(), &format!("other-{batch}")).await;
+        let other_resume = resume(db.conn(), other.id, "cv").await;
+        let near: Vec<NewChunk> = (0..500)
+            .map(|i| {
+                let noise = embedding(900_000 + (batch * 500 + i) as u64);
+                let v = query
+                    .as_slice()
+                    .iter()
+                    .zip(noise.as_slice())
+                    .map(|(q, n)| q + 0.05 * n)
+                    .collect();
+                NewChunk::new(format!("near {i}"), Embedding::new(v).unwrap())
+            })
+            .collect();
+        chunks::replace_resume_chunks(db.conn(), other.id, other_resume.id, &near)
+            .await
+            .unwrap();
+    }
+    sea_orm::ConnectionTrait::execute_unprepared(db.conn(), "ANALYZE resume_chunks")
+        .await
+        .unwrap();
+    (target.id, target_resume.id, mine)
+}
+
+fn exact_top(query: &Embedding, candidates: &[NewChunk], k: usize) -> Vec<String> {
+    let mut scored: Vec<(f64, String)> = candidates
+        .iter()
+        .map(|c| (cosine(query, &c.embedding), c.text.clone()))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(k).map(|(_, t)| t).collect()
+}
+
+#[tokio::test]
+async fn user_scoped_search_is_exact_and_never_returns_other_users() {
+    let db = TestDatabase::new().await;
+    let query = embedding(777);
+    let (user_id, resume_id, mine) = adversarial_corpus(&db, &query, 2000).await;
+
+    let found = search_chunks(
+        db.conn(),
+        &SearchQuery::new(query.clone(), 5, SearchScope::User(user_id)),
+    )
+    .await
+    .unwrap();
+    let texts: Vec<String> = found.iter().map(|m| m.text.clone().unwrap()).collect();
+    assert_eq!(texts, exact_top(&query, &mine, 5), "recall must be 1.0");
+    for m in &found {
+        assert_eq!(
+            m.metadata.as_ref().unwrap()["user_id"],
+            json!(user_id.to_string())
+        );
+    }
+    // Scores are cosine similarities, highest first.
+    let expected = cosine(
+        &query,
+        &mine.iter().find(|c| c.text == texts[0]).unwrap().embedding,
+    );
+    assert!(
+        (found[0].score - expected).abs() < 1e-5,
+        "{} vs {expected}",
+        found[0].score
+    );
+    assert!(found.windows(2).all(|w| w[0].score >= w[1].score));
+
+    // Even when the planner has nothing but the HNSW index to order by (the
+    // user_id index dropped, sequential scans discouraged, no iterative
+    // scan), the scoped search stays exact.
+    let txn = sea_orm::TransactionTrait::begin(db.conn()).await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &txn,
+        "DROP INDEX idx_resume_chunks_user_id; SET LOCAL enable_seqscan = off; \
+         SET LOCAL enable_bitmapscan = off; SET LOCAL hnsw.iterative_scan = off",
+    )
+    .await
+    .unwrap();
+    let found = search_chunks(
+        &txn,
+        &SearchQuery::new(query.clone(), 5, SearchScope::User(user_id)),
+    )
+    .await
+    .unwrap();
+    txn.rollback().await.unwrap();
+    let hostile: Vec<String> = found.iter().map(|m| m.text.clone().unwrap()).collect();
+    assert_eq!(
+        hostile,
+        exact_top(&query, &mine, 5),
+        "exact under a hostile plan"
+    );
+
+    // Resume scope with a metadata filter: exact within the filtered set.
+    let q = SearchQuery::new(query.clone(), 7, SearchScope::Resume { user_id, resume_id })
+        .filter("section", "skills");
+    let found = search_chunks(db.conn(), &q).await.unwrap();
+    let skills: Vec<NewChunk> = mine
+        .iter()
+        .filter(|c| c.extra_metadata["section"] == json!("skills"))
+        .cloned()
+        .collect();
+    let texts: Vec<String> = found.iter().map(|m| m.text.clone().unwrap()).collect();
+    assert_eq!(texts, exact_top(&query, &skills, 7));
+}
+
+#[tokio::test]
+async fn whole_table_search_uses_all_users_and_honours_filters() {
+    let db = TestDatabase::new().await;
+    let query = embedding(777);
+    let (user_id, _, _) = adversarial_corpus(&db, &query, 500).await;
+
+    let found = search_chunks(
+        db.conn(),
+        &SearchQuery::new(query.clone(), 10, SearchScope::All),
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.len(), 10);
+    assert!(
+        found
+            .iter()
+            .all(|m| m.text.as_deref().unwrap().starts_with("near"))
+    );
+    assert!(found.windows(2).all(|w| w[0].score >= w[1].score));
+
+    // A filter that only the target user's chunks pass: the iterative HNSW
+    // scan keeps going until it has k rows.
+    let q = SearchQuery::new(query, 10, SearchScope::All).filter("section", "experience");
+    let found = search_chunks(db.conn(), &q).await.unwrap();
+    assert_eq!(found.len(), 10);
+    assert!(
+        found
+            .iter()
+            .all(|m| m.metadata.as_ref().unwrap()["user_id"] == json!(user_id.to_string()))
+    );
+}
+
+#[tokio::test]
+async fn metadata_filters_are_bound_not_spliced() {
+    let db = TestDatabase::new().await;
+    let u = user(db.conn(), "ada").await;
+    let r = resume(db.conn(), u.id, "cv").await;
+    chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 5))
+        .await
+        .unwrap();
+    for (key, value) in [
+        ("section' OR '1'='1", json!("x")),
+        ("section", json!("x' OR '1'='1")),
+        ("'; DROP TABLE resume_chunks; --", json!(1)),
+    ] {
+        let q = SearchQuery::new(embedding(1), 5, SearchScope::User(u.id)).filter(key, value);
+        assert!(search_chunks(db.conn(), &q).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        chunks::resume_chunks(db.conn(), u.id, r.id)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+#[tokio::test]
+async fn k_out_of_range_is_a_validation_error() {
+    let db = TestDatabase::new().await;
+    for k in [0, 1001] {
+        let q = SearchQuery::new(embedding(1), k, SearchScope::All);
+        assert!(matches!(
+            search_chunks(db.conn(), &q).await,
+            Err(Error::Validation { field: "k", .. })
+        ));
+    }
+}

@@ -1,0 +1,82 @@
+//! Connecting and the readiness check.
+
+use mockinterview_db::testing::TestDatabase;
+use mockinterview_db::{DbConfig, Error, readiness, require_pgvector};
+use sea_orm::ConnectionTrait;
+
+#[tokio::test]
+async fn readiness_reports_server_and_pgvector_versions() {
+    let db = TestDatabase::new().await;
+    let r = readiness(db.conn()).await.unwrap();
+    assert!(
+        r.server_version.starts_with(|c: char| c.is_ascii_digit()),
+        "{r:?}"
+    );
+    assert!(
+        r.pgvector_version
+            .as_deref()
+            .is_some_and(|v| v.starts_with("0.")),
+        "{r:?}"
+    );
+    assert!(r.is_ready());
+}
+
+#[tokio::test]
+async fn readiness_without_the_extension_says_what_to_do() {
+    let db = TestDatabase::empty().await;
+    let r = readiness(db.conn()).await.unwrap();
+    assert_eq!(r.pgvector_version, None);
+    assert!(
+        r.pgvector_available_version.is_some(),
+        "the server has pgvector files"
+    );
+    let err = require_pgvector(db.conn()).await.unwrap_err();
+    assert!(matches!(err, Error::PgvectorMissing { .. }), "{err:?}");
+    assert!(err.to_string().contains("run the migrations"), "{err}");
+}
+
+#[tokio::test]
+async fn connect_applies_session_settings() {
+    let db = TestDatabase::new().await;
+    let mut config = DbConfig::new(db.url());
+    config.hnsw_ef_search = Some(123);
+    let conn = config.connect().await.unwrap();
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('hnsw.ef_search') AS ef, current_setting('application_name') AS app",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "ef").unwrap(), "123");
+    assert_eq!(
+        row.try_get::<String>("", "app").unwrap(),
+        "mockinterview-db"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_server_fails_fast_with_target_and_hint() {
+    let mut config = DbConfig::new("postgres://u:secret@127.0.0.1:1/nowhere");
+    config.connect_timeout = std::time::Duration::from_secs(2);
+    config.acquire_timeout = std::time::Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    let err = config.connect().await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("127.0.0.1:1/nowhere") && !msg.contains("secret"),
+        "{msg}"
+    );
+    assert!(msg.contains("scripts/db-up"), "{msg}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn missing_or_foreign_database_url_is_a_config_error() {
+    let err = DbConfig::new("mysql://x@y/z");
+    // connect() checks the URL first; from_env() checks it too.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert!(matches!(rt.block_on(err.connect()), Err(Error::Config(_))));
+}
