@@ -124,6 +124,19 @@ pub struct ChunkMatch {
 /// # Errors
 /// [`Error::Validation`] for an empty text or a reserved metadata key
 /// (nothing is written), [`Error::NotFound`] when the user has no such resume.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid,
+/// #            vectors: Vec<Vec<f32>>) -> mockinterview_db::Result<()> {
+/// use mockinterview_db::{chunks::replace_resume_chunks, Embedding, NewChunk};
+/// let new: Vec<NewChunk> = vectors
+///     .into_iter()
+///     .enumerate()
+///     .map(|(i, v)| Ok(NewChunk::new(format!("chunk {i}"), Embedding::new(v)?).with_metadata("page", 1)))
+///     .collect::<mockinterview_db::Result<_>>()?;
+/// let ids = replace_resume_chunks(db, user_id, resume_id, &new).await?;
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db, chunks), fields(chunks = chunks.len()))]
 pub async fn replace_resume_chunks(
     db: &DatabaseConnection,
@@ -196,6 +209,17 @@ pub async fn resume_chunks<C: ConnectionTrait>(
 ///
 /// # Errors
 /// [`Error::Validation`] for `k` out of range.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, query: Vec<f32>) -> mockinterview_db::Result<()> {
+/// use mockinterview_db::{chunks::search_chunks, Embedding, SearchQuery, SearchScope};
+/// let q = SearchQuery::new(Embedding::new(query)?, 5, SearchScope::User(user_id))
+///     .filter("section", "experience");
+/// for hit in search_chunks(db, &q).await? {
+///     println!("{:.3} {}", hit.score, hit.text.unwrap_or_default());
+/// }
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db, query), fields(k = query.k, scope = ?query.scope))]
 pub async fn search_chunks<C: ConnectionTrait>(
     db: &C,

@@ -65,6 +65,14 @@ impl DbConfig {
     ///
     /// # Errors
     /// [`Error::Config`] when `DATABASE_URL` is unset or not a PostgreSQL URL.
+    ///
+    /// ```no_run
+    /// # async fn f() -> mockinterview_db::Result<()> {
+    /// let mut config = mockinterview_db::DbConfig::from_env()?;
+    /// config.max_connections = 20;
+    /// let db = config.connect().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn from_env() -> Result<Self> {
         let _ = dotenvy::dotenv();
         let url = std::env::var("DATABASE_URL").map_err(|_| {

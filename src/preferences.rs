@@ -177,6 +177,18 @@ pub async fn preferences<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Pr
 /// # Errors
 /// [`Error::Validation`] for out-of-range values (nothing is written),
 /// [`Error::NotFound`] when the profile does not exist.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// use mockinterview_db::preferences::{update_preferences, Difficulty, PreferencesUpdate};
+/// let prefs = update_preferences(db, user_id, PreferencesUpdate {
+///     difficulty: Some(Difficulty::Hard),
+///     duration_minutes: Some(45),
+///     ..Default::default()
+/// }).await?;
+/// assert_eq!(prefs.duration_minutes, 45);
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn update_preferences<C: ConnectionTrait>(
     db: &C,

@@ -63,6 +63,19 @@ impl FirebaseUser {
 /// # Errors
 /// [`Error::Validation`] for a malformed uid or e-mail (nothing is written),
 /// [`Error::Database`] / [`Error::Unavailable`] for database failures.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection) -> mockinterview_db::Result<()> {
+/// use mockinterview_db::profiles::{upsert_profile, FirebaseUser};
+/// let profile = upsert_profile(db, &FirebaseUser {
+///     uid: "firebase-uid".into(),
+///     email: Some("ada@example.com".into()),
+///     display_name: Some("Ada".into()),
+///     photo_url: None,
+/// }).await?;
+/// println!("profile {}", profile.id);
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db, user), fields(uid = %user.uid))]
 pub async fn upsert_profile<C: ConnectionTrait>(db: &C, user: &FirebaseUser) -> Result<Profile> {
     user.validate()?;

@@ -159,6 +159,20 @@ pub enum StoredPdf {
 /// # Errors
 /// [`Error::Validation`] for an empty title or file name (nothing written),
 /// [`Error::NotFound`] when the user does not exist.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, bytes: Vec<u8>) -> mockinterview_db::Result<()> {
+/// use mockinterview_db::resumes::{create_resume, NewResume, PdfUpload};
+/// let resume = create_resume(db, NewResume {
+///     user_id,
+///     title: "Backend CV".into(),
+///     file_name: "cv.pdf".into(),
+///     pdf: PdfUpload::inline(bytes)?, // or PdfUpload::path("s3://...", size)?
+///     content: None,
+/// }).await?;
+/// assert!(resume.stored_inline);
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db, new), fields(user_id = %new.user_id, title = %new.title))]
 pub async fn create_resume<C: ConnectionTrait>(db: &C, new: NewResume) -> Result<ResumeSummary> {
     for (field, value) in [("title", &new.title), ("file_name", &new.file_name)] {
