@@ -14,11 +14,7 @@ use crate::support::*;
 #[tokio::test]
 async fn replace_swaps_the_whole_set_and_writes_langchain_metadata() {
     let db = TestDatabase::new().await;
-    let u = user(db.conn(), "ada").await;
-    let r = resume(db.conn(), u.id, "cv").await;
-    chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 3))
-        .await
-        .unwrap();
+    let (u, r) = ada_with_chunks(db.conn(), 3).await;
     let ids = chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(2, 2))
         .await
         .unwrap();
@@ -48,11 +44,7 @@ async fn replace_swaps_the_whole_set_and_writes_langchain_metadata() {
 #[tokio::test]
 async fn invalid_chunks_are_rejected_and_the_old_set_stays() {
     let db = TestDatabase::new().await;
-    let u = user(db.conn(), "ada").await;
-    let r = resume(db.conn(), u.id, "cv").await;
-    chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 3))
-        .await
-        .unwrap();
+    let (u, r) = ada_with_chunks(db.conn(), 3).await;
 
     let reserved = vec![NewChunk::new("x", embedding(1)).with_metadata("user_id", "someone-else")];
     let empty_text = vec![NewChunk::new("  ", embedding(1))];
@@ -76,8 +68,7 @@ async fn invalid_chunks_are_rejected_and_the_old_set_stays() {
 #[tokio::test]
 async fn bulk_replace_of_thousands_of_chunks() {
     let db = TestDatabase::new().await;
-    let u = user(db.conn(), "ada").await;
-    let r = resume(db.conn(), u.id, "cv").await;
+    let (u, r) = ada_with_chunks(db.conn(), 0).await;
     let ids = chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(3, 3000))
         .await
         .unwrap();
@@ -94,11 +85,7 @@ async fn bulk_replace_of_thousands_of_chunks() {
 #[tokio::test]
 async fn concurrent_readers_see_the_old_or_the_new_set_never_a_mix() {
     let db = TestDatabase::new().await;
-    let u = user(db.conn(), "ada").await;
-    let r = resume(db.conn(), u.id, "cv").await;
-    chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 40))
-        .await
-        .unwrap();
+    let (u, r) = ada_with_chunks(db.conn(), 40).await;
 
     let reader_conn = db.conn().clone();
     let (user_id, resume_id) = (u.id, r.id);
@@ -282,11 +269,7 @@ async fn whole_table_search_uses_all_users_and_honours_filters() {
 #[tokio::test]
 async fn metadata_filters_are_bound_not_spliced() {
     let db = TestDatabase::new().await;
-    let u = user(db.conn(), "ada").await;
-    let r = resume(db.conn(), u.id, "cv").await;
-    chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 5))
-        .await
-        .unwrap();
+    let (u, r) = ada_with_chunks(db.conn(), 5).await;
     for (key, value) in [
         ("section' OR '1'='1", json!("x")),
         ("section", json!("x' OR '1'='1")),

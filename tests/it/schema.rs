@@ -126,14 +126,7 @@ async fn foreign_keys_cascade_to_user_profiles() {
             "user_preferences FOREIGN KEY (user_id) REFERENCES user_profiles(id) ON DELETE CASCADE",
         ]
     );
-    conn.execute_unprepared(
-        "WITH p AS (INSERT INTO user_profiles (firebase_uid) VALUES ('u1') RETURNING id), \
-              r AS (INSERT INTO resumes (user_id, title, file_name, file_size) \
-                    SELECT id, 'CV', 'cv.pdf', 0 FROM p) \
-         INSERT INTO user_preferences (user_id) SELECT id FROM p",
-    )
-    .await
-    .unwrap();
+    seed_one_user_with_resume_and_preferences(conn).await;
     conn.execute_unprepared("DELETE FROM user_profiles")
         .await
         .unwrap();
@@ -198,14 +191,7 @@ async fn check_constraints_reject_out_of_domain_values() {
 async fn updated_at_trigger_advances_on_update_in_a_later_transaction() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    conn.execute_unprepared(
-        "WITH p AS (INSERT INTO user_profiles (firebase_uid) VALUES ('u1') RETURNING id), \
-              r AS (INSERT INTO resumes (user_id, title, file_name, file_size) \
-                    SELECT id, 'CV', 'cv.pdf', 0 FROM p) \
-         INSERT INTO user_preferences (user_id) SELECT id FROM p",
-    )
-    .await
-    .unwrap();
+    seed_one_user_with_resume_and_preferences(conn).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let txn = conn.begin().await.unwrap();
     for update in [
@@ -295,4 +281,16 @@ async fn deleting_resumes_or_profiles_by_plain_sql_deletes_their_chunks() {
         count("SELECT count(DISTINCT metadata->>'user_id')::text FROM resume_chunks").await,
         "1"
     );
+}
+
+/// Inserts profile `u1` with one resume and a preferences row, by plain SQL.
+async fn seed_one_user_with_resume_and_preferences(conn: &sea_orm::DatabaseConnection) {
+    conn.execute_unprepared(
+        "WITH p AS (INSERT INTO user_profiles (firebase_uid) VALUES ('u1') RETURNING id), \
+              r AS (INSERT INTO resumes (user_id, title, file_name, file_size) \
+                    SELECT id, 'CV', 'cv.pdf', 0 FROM p) \
+         INSERT INTO user_preferences (user_id) SELECT id FROM p",
+    )
+    .await
+    .unwrap();
 }

@@ -43,6 +43,18 @@ pub async fn resume(db: &DatabaseConnection, user_id: Uuid, title: &str) -> Resu
     .unwrap()
 }
 
+/// A user "ada" with one resume "cv" and `n` chunks on it.
+pub async fn ada_with_chunks(db: &DatabaseConnection, n: usize) -> (Profile, ResumeSummary) {
+    let u = user(db, "ada").await;
+    let r = resume(db, u.id, "cv").await;
+    if n > 0 {
+        mockinterview_db::chunks::replace_resume_chunks(db, u.id, r.id, &chunks(1, n))
+            .await
+            .unwrap();
+    }
+    (u, r)
+}
+
 /// Deterministic pseudo-random unit-ish vector (xorshift), never zero.
 pub fn embedding(seed: u64) -> Embedding {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
