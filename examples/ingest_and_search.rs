@@ -76,9 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new_chunks = text
         .lines()
         .enumerate()
-        .map(|(i, line)| {
-            Ok(NewChunk::new(line, embed(line)?).with_metadata("line", i as i64))
-        })
+        .map(|(i, line)| Ok(NewChunk::new(line, embed(line)?).with_metadata("line", i as i64)))
         .collect::<mockinterview_db::Result<Vec<_>>>()?;
     let ids = chunks::replace_resume_chunks(&db, user.id, resume.id, &new_chunks).await?;
     println!("stored {} chunks", ids.len());
