@@ -182,6 +182,12 @@ pub async fn replace_resume_chunks(
 ///
 /// # Errors
 /// Database failures only.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// let stored = mockinterview_db::chunks::resume_chunks(db, user_id, resume_id).await?;
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn resume_chunks<C: ConnectionTrait>(
     db: &C,

@@ -152,6 +152,12 @@ impl DbConfig {
 ///
 /// # Errors
 /// As [`DbConfig::from_env`] and [`DbConfig::connect`].
+///
+/// ```no_run
+/// # async fn f() -> mockinterview_db::Result<()> {
+/// let db = mockinterview_db::connect_from_env().await?;
+/// # Ok(()) }
+/// ```
 pub async fn connect_from_env() -> Result<DatabaseConnection> {
     DbConfig::from_env()?.connect().await
 }
@@ -180,6 +186,13 @@ impl Readiness {
 /// # Errors
 /// [`Error::Unavailable`] when no connection can be made,
 /// [`Error::Database`] for other failures.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection) -> mockinterview_db::Result<()> {
+/// let r = mockinterview_db::readiness(db).await?;
+/// println!("PostgreSQL {}, pgvector {:?}", r.server_version, r.pgvector_version);
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn readiness<C: ConnectionTrait>(db: &C) -> Result<Readiness> {
     let row = db
@@ -212,6 +225,12 @@ pub async fn readiness<C: ConnectionTrait>(db: &C) -> Result<Readiness> {
 /// # Errors
 /// As [`readiness`], plus [`Error::PgvectorMissing`] when the extension is
 /// not installed in the database.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection) -> mockinterview_db::Result<()> {
+/// mockinterview_db::require_pgvector(db).await?; // fail start-up early
+/// # Ok(()) }
+/// ```
 pub async fn require_pgvector<C: ConnectionTrait>(db: &C) -> Result<Readiness> {
     let r = readiness(db).await?;
     if r.is_ready() {

@@ -157,6 +157,13 @@ pub fn parse_theme(s: &str) -> Result<Theme> {
 ///
 /// # Errors
 /// [`Error::NotFound`] when the profile does not exist.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// let prefs = mockinterview_db::preferences::preferences(db, user_id).await?;
+/// if !prefs.stored { println!("defaults: {} minutes", prefs.duration_minutes); }
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn preferences<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Preferences> {
     if let Some(row) = Entity::find()

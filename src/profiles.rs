@@ -95,6 +95,17 @@ pub async fn upsert_profile<C: ConnectionTrait>(db: &C, user: &FirebaseUser) -> 
 /// # Errors
 /// [`Error::Conflict`] when a profile with this uid exists,
 /// [`Error::Validation`] for malformed input.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// use mockinterview_db::{profiles::{create_profile, FirebaseUser}, Error};
+/// let user = FirebaseUser { uid: "uid-1".into(), ..Default::default() };
+/// match create_profile(db, &user).await {
+///     Err(Error::Conflict { .. }) => println!("already registered"),
+///     other => { other?; }
+/// }
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db, user), fields(uid = %user.uid))]
 pub async fn create_profile<C: ConnectionTrait>(db: &C, user: &FirebaseUser) -> Result<Profile> {
     user.validate()?;
@@ -116,6 +127,12 @@ pub async fn create_profile<C: ConnectionTrait>(db: &C, user: &FirebaseUser) -> 
 ///
 /// # Errors
 /// [`Error::NotFound`] when there is none.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// let profile = mockinterview_db::profiles::profile_by_uid(db, "firebase-uid").await?;
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn profile_by_uid<C: ConnectionTrait>(db: &C, uid: &str) -> Result<Profile> {
     Entity::find()
@@ -132,6 +149,12 @@ pub async fn profile_by_uid<C: ConnectionTrait>(db: &C, uid: &str) -> Result<Pro
 ///
 /// # Errors
 /// [`Error::NotFound`] when there is none.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// let profile = mockinterview_db::profiles::profile_by_id(db, user_id).await?;
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn profile_by_id<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Profile> {
     Entity::find_by_id(id)
@@ -146,6 +169,12 @@ pub async fn profile_by_id<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Profi
 ///
 /// # Errors
 /// [`Error::NotFound`] when there is no such profile.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// mockinterview_db::profiles::delete_profile(db, user_id).await?;
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn delete_profile<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<()> {
     let res = Entity::delete_by_id(id).exec(db).await?;

@@ -234,6 +234,14 @@ fn summary_query() -> sea_orm::Select<Entity> {
 ///
 /// # Errors
 /// Database failures only; an unknown user has no resumes.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// for r in mockinterview_db::resumes::list_resumes(db, user_id).await? {
+///     println!("{} {} ({} bytes)", r.id, r.title, r.file_size);
+/// }
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn list_resumes<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Vec<ResumeSummary>> {
     Ok(summary_query()
@@ -249,6 +257,13 @@ pub async fn list_resumes<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<V
 ///
 /// # Errors
 /// [`Error::NotFound`] when the user has no resume with this id.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// let detail = mockinterview_db::resumes::resume(db, user_id, resume_id).await?;
+/// println!("{:?}", detail.content);
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn resume<C: ConnectionTrait>(
     db: &C,
@@ -279,6 +294,17 @@ pub async fn resume<C: ConnectionTrait>(
 ///
 /// # Errors
 /// [`Error::NotFound`] when the user has no resume with this id.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// use mockinterview_db::resumes::{resume_pdf, StoredPdf};
+/// match resume_pdf(db, user_id, resume_id).await? {
+///     StoredPdf::Inline(bytes) => println!("{} bytes from the database", bytes.len()),
+///     StoredPdf::Path(path) => println!("read it from {path}"),
+///     StoredPdf::Missing => println!("no file recorded"),
+/// }
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn resume_pdf<C: ConnectionTrait>(
     db: &C,
@@ -305,6 +331,12 @@ pub async fn resume_pdf<C: ConnectionTrait>(
 ///
 /// # Errors
 /// [`Error::NotFound`] when the user has no resume with this id.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// mockinterview_db::resumes::update_resume_content(db, user_id, resume_id, "extracted text").await?;
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db, content))]
 pub async fn update_resume_content<C: ConnectionTrait>(
     db: &C,
@@ -329,6 +361,12 @@ pub async fn update_resume_content<C: ConnectionTrait>(
 ///
 /// # Errors
 /// [`Error::NotFound`] when the user has no resume with this id.
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// mockinterview_db::resumes::delete_resume(db, user_id, resume_id).await?;
+/// # Ok(()) }
+/// ```
 #[tracing::instrument(skip(db))]
 pub async fn delete_resume<C: ConnectionTrait>(
     db: &C,
