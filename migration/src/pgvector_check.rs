@@ -6,13 +6,33 @@
 //! messages naming the fix (the specification's troubleshooting section).
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DbBackend, Statement};
+use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionSession, TransactionTrait};
 
 /// Advice printed when pgvector is not installed on the server.
 pub const PGVECTOR_INSTALL_HINT: &str = "install pgvector on the PostgreSQL server: \
 on Debian/Ubuntu with PGDG or Ubuntu packages `apt-get install postgresql-<major>-pgvector`, \
 elsewhere build it from source (`make && make install`, see the project's scripts/db-up), \
 or run the `pgvector/pgvector:pg16` Docker image; then run the migration again";
+
+/// Fails with the actionable error of [`create_extension`] when
+/// `extension` is missing and cannot be created here, without changing
+/// anything: it creates the extension inside a transaction (a savepoint when
+/// `db` is one) that is rolled back. This lets `up` stop before applying the
+/// migrations that precede the one creating the extension, and it gives the
+/// server's real answer (managed services let some non-superuser roles
+/// create allow-listed extensions).
+///
+/// # Errors
+/// As [`create_extension`].
+pub async fn ensure_can_create<C>(db: &C, extension: &str) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let outcome = create_extension(&txn, extension).await;
+    txn.rollback().await?;
+    outcome.map(|_| ())
+}
 
 /// Creates `extension` if it is missing (`CREATE EXTENSION IF NOT EXISTS`).
 ///
@@ -46,25 +66,35 @@ where
         return Ok(false);
     }
     if !available {
-        return Err(DbErr::Migration(format!(
-            "extension \"{extension}\" is not available on this PostgreSQL server \
-             (no {extension}.control in the server's extension directory): {PGVECTOR_INSTALL_HINT}"
-        )));
+        return Err(missing_error(extension));
     }
     match db
         .execute_unprepared(&format!("CREATE EXTENSION IF NOT EXISTS \"{extension}\""))
         .await
     {
         Ok(_) => Ok(true),
-        Err(err) if is_permission_denied(&err) => Err(DbErr::Migration(format!(
-            "permission denied to create extension \"{extension}\" as role \"{role}\": \
-             it is not a trusted extension, so a superuser must create it. Either connect \
-             once as a superuser and run `CREATE EXTENSION IF NOT EXISTS {extension};` in this \
-             database (the migration then skips the step), or run the migrations as a \
-             superuser. Server said: {err}"
-        ))),
+        Err(err) if is_permission_denied(&err) => {
+            Err(permission_error(extension, &role, &err.to_string()))
+        }
         Err(err) => Err(err),
     }
+}
+
+fn missing_error(extension: &str) -> DbErr {
+    DbErr::Migration(format!(
+        "extension \"{extension}\" is not available on this PostgreSQL server \
+         (no {extension}.control in the server's extension directory): {PGVECTOR_INSTALL_HINT}"
+    ))
+}
+
+fn permission_error(extension: &str, role: &str, server_said: &str) -> DbErr {
+    DbErr::Migration(format!(
+        "permission denied to create extension \"{extension}\" as role \"{role}\": \
+         it is not a trusted extension, so a superuser must create it. Either connect \
+         once as a superuser and run `CREATE EXTENSION IF NOT EXISTS {extension};` in this \
+         database (the migration then skips the step), or run the migrations as a \
+         superuser. Server said: {server_said}"
+    ))
 }
 
 /// True when `err` is PostgreSQL's `insufficient_privilege` (SQLSTATE 42501).

@@ -1,7 +1,9 @@
 //! Running the migrations: up, status, down step by step, fresh, refresh,
-//! reset, idempotence and exact reversibility.
+//! reset (and their refusal to destroy stored data unless forced),
+//! idempotence and exact reversibility.
 
 use migration::pgvector_check::create_extension;
+use migration::safety::allow_data_loss;
 use mockinterview_db::testing::TestDatabase;
 use mockinterview_db::{Migrator, MigratorTrait};
 use sea_orm::ConnectionTrait;
@@ -152,17 +154,37 @@ async fn fresh_refresh_and_reset() {
         .await
         .unwrap();
 
-    // fresh: drop every table, then up again. Data gone, schema identical.
-    Migrator::fresh(conn).await.unwrap();
+    // fresh: drop every table, then up again. With a profile stored it
+    // refuses (it would destroy it) and changes nothing...
+    let refused = Migrator::fresh(conn).await.unwrap_err().to_string();
+    assert!(refused.contains("refusing to run `fresh`"), "{refused}");
+    assert!(refused.contains("1 row(s) of user_profiles"), "{refused}");
+    assert!(
+        refused.contains("MOCKINTERVIEW_ALLOW_DATA_LOSS=1"),
+        "{refused}"
+    );
+    assert_eq!(profile_count(conn).await, 1);
+    // ...unless data loss is allowed (`--force` on the command line). Data
+    // gone, schema identical.
+    allow_data_loss(Migrator::fresh(conn)).await.unwrap();
     assert_eq!(applied(conn).await, ALL);
     assert_eq!(profile_count(conn).await, 0);
     assert_same_schema(&schema_dump(db.url()), &migrated, "after fresh");
 
-    // refresh: down all, then up again.
+    // refresh: down all, then up again. m001's down would drop the profile:
+    // refused before anything is rolled back, then forced.
     conn.execute_unprepared("INSERT INTO user_profiles (firebase_uid) VALUES ('uid-2')")
         .await
         .unwrap();
-    Migrator::refresh(conn).await.unwrap();
+    let refused = Migrator::refresh(conn).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("refusing to roll back m001_user_profiles"),
+        "{refused}"
+    );
+    assert!(refused.contains("Nothing was changed"), "{refused}");
+    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(profile_count(conn).await, 1);
+    allow_data_loss(Migrator::refresh(conn)).await.unwrap();
     assert_eq!(applied(conn).await, ALL);
     assert_eq!(profile_count(conn).await, 0);
     assert_same_schema(&schema_dump(db.url()), &migrated, "after refresh");
