@@ -16,12 +16,16 @@
 //! Run it with `cargo run -p migration -- <command>` or
 //! `sea-orm-cli migrate <command>`.
 //!
-//! [`safety`]: `lock_timeout` in every migration and the refusal of
-//! rollbacks that would destroy stored data.
+//! Production support (README, "Production deployment"):
+//! - [`lock`]: an advisory lock serializing concurrent migrators
+//!   ([`lock::up_locked`] for application start-up);
+//! - [`safety`]: `lock_timeout` in every migration and the refusal of
+//!   rollbacks that would destroy stored data.
 
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
+pub mod lock;
 mod m001_user_profiles;
 mod m002_add_pdf_storage;
 mod m003_create_vector_store;
@@ -31,8 +35,10 @@ pub mod safety;
 
 /// The ordered list of this project's migrations.
 ///
-/// Use it from application code with
-/// `Migrator::up(&db, None).await` (from [`MigratorTrait`]).
+/// Use it from application code with [`lock::up_locked`] (the advisory lock
+/// keeps instances that start together from racing), or
+/// `Migrator::up(&db, None).await` (from [`MigratorTrait`]) when only one
+/// process migrates.
 ///
 /// On top of sea-orm's behaviour:
 /// - `up` first checks that pgvector can be created when the migration that
