@@ -20,11 +20,13 @@
 //! - [`lock`]: an advisory lock serializing concurrent migrators
 //!   ([`lock::up_locked`] for application start-up);
 //! - [`safety`]: `lock_timeout` in every migration and the refusal of
-//!   rollbacks that would destroy stored data.
+//!   rollbacks that would destroy stored data;
+//! - [`connect`]: the binary's fail-fast connection.
 
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
+pub mod connect;
 pub mod lock;
 mod m001_user_profiles;
 mod m002_add_pdf_storage;

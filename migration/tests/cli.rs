@@ -1,48 +1,38 @@
 //! The migration binary (what `sea-orm-cli migrate` and
-//! `cargo run -p migration --` run) against a real database.
+//! `cargo run -p migration --` run) against a real database: every
+//! standard sea-orm-migration subcommand and flag keeps working.
 
-use std::process::{Command, Output};
+mod common;
 
+use std::path::PathBuf;
+
+use common::*;
 use mockinterview_db::testing::TestDatabase;
+use sea_orm::ConnectionTrait;
 
-fn migrate(db: &TestDatabase, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_migration"))
-        .args(args)
-        .env("DATABASE_URL", db.url())
-        .output()
-        .expect("run the migration binary");
-    assert!(
-        out.status.success(),
-        "migration {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn migrate(db: &TestDatabase, args: &[&str]) -> String {
+    ok(db.url(), args)
 }
 
 #[tokio::test]
 async fn every_standard_subcommand_works() {
     let db = TestDatabase::empty().await;
 
-    let status = stdout(&migrate(&db, &["status"]));
+    let status = migrate(&db, &["status"]);
     assert_eq!(status.matches("Pending").count(), 4, "{status}");
 
-    let up = stdout(&migrate(&db, &["up"]));
+    let up = migrate(&db, &["up"]);
     assert!(
         up.contains("Migration 'm004_delete_orphan_chunks' has been applied"),
         "{up}"
     );
-    let status = stdout(&migrate(&db, &["status"]));
+    let status = migrate(&db, &["status"]);
     assert_eq!(status.matches("Applied").count(), 4, "{status}");
 
-    let again = stdout(&migrate(&db, &["up"]));
+    let again = migrate(&db, &["up"]);
     assert!(again.contains("No pending migrations"), "{again}");
 
-    let down = stdout(&migrate(&db, &["down", "-n", "2"]));
+    let down = migrate(&db, &["down", "-n", "2"]);
     assert!(
         down.contains("Migration 'm004_delete_orphan_chunks' has been rolled back"),
         "{down}"
@@ -51,20 +41,170 @@ async fn every_standard_subcommand_works() {
         down.contains("Migration 'm003_create_vector_store' has been rolled back"),
         "{down}"
     );
-    let status = stdout(&migrate(&db, &["status"]));
+    let status = migrate(&db, &["status"]);
     assert_eq!(status.matches("Applied").count(), 2, "{status}");
 
     migrate(&db, &["up", "-n", "1"]);
-    let status = stdout(&migrate(&db, &["status"]));
+    let status = migrate(&db, &["status"]);
     assert_eq!(status.matches("Applied").count(), 3, "{status}");
+
+    // `down` without -n rolls back one.
+    migrate(&db, &["down"]);
+    let status = migrate(&db, &["status"]);
+    assert_eq!(status.matches("Applied").count(), 2, "{status}");
+
+    // No subcommand means `up`.
+    migrate(&db, &[]);
+    let status = migrate(&db, &["status"]);
+    assert_eq!(status.matches("Applied").count(), 4, "{status}");
 
     for cmd in ["fresh", "refresh"] {
         migrate(&db, &[cmd]);
-        let status = stdout(&migrate(&db, &["status"]));
+        let status = migrate(&db, &["status"]);
         assert_eq!(status.matches("Applied").count(), 4, "{cmd}: {status}");
     }
 
     migrate(&db, &["reset"]);
-    let status = stdout(&migrate(&db, &["status"]));
+    let status = migrate(&db, &["status"]);
     assert_eq!(status.matches("Pending").count(), 4, "{status}");
+}
+
+#[tokio::test]
+async fn database_url_flag_wins_over_the_environment() {
+    let db = TestDatabase::empty().await;
+    // DATABASE_URL points at a closed port: only -u / --database-url works.
+    for flag in ["-u", "--database-url"] {
+        let out = bin()
+            .args([flag, db.url(), "status"])
+            .env("DATABASE_URL", "postgres://nobody:x@127.0.0.1:1/none")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flag}: {}", text(&out));
+        assert_eq!(text(&out).matches("Pending").count(), 4);
+    }
+    let out = bin()
+        .args(["up", "-u", db.url()]) // global flag after the subcommand
+        .env("DATABASE_URL", "postgres://nobody:x@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(applied(db.conn()).await.len(), 4);
+}
+
+#[tokio::test]
+async fn database_schema_flag_and_variable_select_the_schema() {
+    let db = TestDatabase::empty().await;
+    db.conn()
+        .execute_unprepared("CREATE SCHEMA app; CREATE SCHEMA other")
+        .await
+        .unwrap();
+
+    migrate(&db, &["-s", "app", "up"]);
+    let in_app = strings(
+        db.conn(),
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'app' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        in_app,
+        [
+            "resume_chunks",
+            "resumes",
+            "seaql_migrations",
+            "user_preferences",
+            "user_profiles"
+        ]
+    );
+    assert!(tables(db.conn()).await.is_empty(), "nothing in public");
+    let status = migrate(&db, &["--database-schema", "app", "status"]);
+    assert_eq!(status.matches("Applied").count(), 4, "{status}");
+
+    // DATABASE_SCHEMA, as sea-orm-cli passes -s on.
+    let status = ok_with(db.url(), &["status"], &[("DATABASE_SCHEMA", "app")]);
+    assert_eq!(status.matches("Applied").count(), 4, "{status}");
+    ok_with(
+        db.url(),
+        &["down", "-n", "4"],
+        &[("DATABASE_SCHEMA", "app")],
+    );
+    assert_eq!(
+        count(
+            db.conn(),
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'app' AND tablename <> 'seaql_migrations'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn verbose_flag_shows_levels_targets_and_statements() {
+    let db = TestDatabase::new().await;
+    let quiet = migrate(&db, &["status"]);
+    assert!(quiet.starts_with("Checking migration status"), "{quiet}");
+    assert!(!quiet.contains("sqlx::query"), "{quiet}");
+    for verbose in [
+        migrate(&db, &["-v", "status"]),
+        migrate(&db, &["status", "--verbose"]),
+    ] {
+        assert!(
+            verbose.contains("INFO sea_orm_migration::migrator: Checking migration status"),
+            "{verbose}"
+        );
+        assert!(
+            verbose.contains("sqlx::query"),
+            "statements are logged: {verbose}"
+        );
+        assert!(verbose.contains("Applied"), "{verbose}");
+    }
+}
+
+#[test]
+fn init_and_generate_write_migration_files() {
+    let dir = scratch_dir("init");
+    let run_in = |args: &[&str]| {
+        let out = bin().args(args).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    run_in(&["init"]);
+    assert!(dir.join("src/lib.rs").exists(), "init writes src/lib.rs");
+    run_in(&["generate", "add_interview_history"]);
+    let generated: Vec<String> = std::fs::read_dir(dir.join("src"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("_add_interview_history.rs"))
+        .collect();
+    assert_eq!(generated.len(), 1, "{generated:?}");
+    let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+    assert!(lib.contains("add_interview_history"), "{lib}");
+    run_in(&["generate", "add_settings", "--local-time"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn help_lists_the_standard_and_the_added_subcommands() {
+    let out = bin().arg("--help").output().unwrap();
+    let help = text(&out);
+    for cmd in [
+        "init", "generate", "fresh", "refresh", "reset", "status", "up", "down",
+    ] {
+        assert!(help.contains(cmd), "{cmd} missing from:\n{help}");
+    }
+    let up = text(&bin().args(["up", "--help"]).output().unwrap());
+    assert!(up.contains("--num"), "{up}");
+    let down = text(&bin().args(["down", "--help"]).output().unwrap());
+    assert!(down.contains("--force") && down.contains("--num"), "{down}");
+}
+
+fn scratch_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "migration-cli-{what}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -1,12 +1,18 @@
 //! Production guard rails of the migration binary and library, against a
-//! real server.
+//! real server: the advisory lock under concurrent starts, `lock_timeout`,
+//! the destructive-rollback guard and the actionable connection and
+//! pgvector errors.
 
 mod common;
 
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
 use common::*;
-use migration::lock;
+use migration::lock::{self, MigrationLock};
+use migration::{Migrator, MigratorTrait, SchemaManager};
 use mockinterview_db::testing::TestDatabase;
-use sea_orm::Database;
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
 const ALL: [&str; 4] = [
     "m001_user_profiles",
@@ -16,6 +22,109 @@ const ALL: [&str; 4] = [
 ];
 
 // ---------------------------------------------------------------- lock --
+
+#[tokio::test]
+async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
+    let db = TestDatabase::empty().await;
+    const PROCESSES: usize = 4;
+    // Started back to back, as instances of a deployment starting together.
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            bin()
+                .arg("up")
+                .env("DATABASE_URL", db.url())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn the migration binary")
+        })
+        .collect();
+    let outputs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            let t = text(&out);
+            assert!(out.status.success(), "a concurrent `up` failed:\n{t}");
+            t
+        })
+        .collect();
+    let all = outputs.join("\n----\n");
+
+    for m in ALL {
+        assert_eq!(
+            all.matches(&format!("Migration '{m}' has been applied"))
+                .count(),
+            1,
+            "{m} must be applied exactly once:\n{all}"
+        );
+    }
+    assert_eq!(applied(db.conn()).await, ALL);
+    assert!(
+        outputs
+            .iter()
+            .any(|o| o.contains("waiting for another migrator (pid ")),
+        "at least one process waited:\n{all}"
+    );
+    assert_eq!(
+        outputs
+            .iter()
+            .filter(|o| o.contains("No pending migrations"))
+            .count(),
+        PROCESSES - 1,
+        "{all}"
+    );
+    // Same schema as a database migrated alone.
+    let reference = TestDatabase::new().await;
+    assert_eq!(schema_dump(db.url()), schema_dump(reference.url()));
+}
+
+#[tokio::test]
+async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
+    let db = TestDatabase::empty().await;
+    // The library lock, taken by "another instance".
+    let held = MigrationLock::acquire(db.conn()).await.unwrap();
+    let holder = lock::lock_holder(db.conn())
+        .await
+        .unwrap()
+        .expect("the lock is held by the dedicated session");
+
+    let child = bin()
+        .arg("up")
+        .env("DATABASE_URL", db.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the binary queues on the advisory lock.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(
+        db.conn(),
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .await
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the binary never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        applied(db.conn()).await.is_empty(),
+        "nothing ran while locked"
+    );
+    held.release().await.unwrap();
+
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("waiting for another migrator (pid {}", holder.pid)),
+        "{t}"
+    );
+    assert_eq!(applied(db.conn()).await, ALL);
+}
 
 #[tokio::test]
 async fn up_locked_serializes_application_instances() {
@@ -41,4 +150,334 @@ async fn up_locked_serializes_application_instances() {
     for conn in instances {
         conn.close().await.unwrap();
     }
+}
+
+// -------------------------------------------------------- lock_timeout --
+
+#[tokio::test]
+async fn a_blocked_migration_gives_up_after_lock_timeout_and_says_what_to_do() {
+    let db = TestDatabase::new().await;
+    let conn = db.conn();
+    ok(db.url(), &["down", "-n", "3"]); // back to m001: m002 alters resumes next
+
+    // A long transaction elsewhere holds a lock on resumes (a plain SELECT's
+    // lock is enough to block ALTER TABLE).
+    let blocker = conn.begin().await.unwrap();
+    let blocker_pid = strings(&blocker, "SELECT pg_backend_pid()::text").await[0].clone();
+    blocker
+        .execute_unprepared("LOCK TABLE resumes IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let err = fails_with(
+        db.url(),
+        &["up", "-n", "1"],
+        &[("MIGRATION_LOCK_TIMEOUT", "1s")],
+    );
+    let took = started.elapsed();
+    blocker.rollback().await.unwrap();
+
+    assert!(took < Duration::from_secs(10), "took {took:?}:\n{err}");
+    for part in [
+        "migration 'm002_add_pdf_storage' waited longer than lock_timeout = 1s",
+        "rolled back",
+        &format!("pid {blocker_pid} "),
+        "locks resumes",
+        "LOCK TABLE resumes IN ACCESS SHARE MODE",
+        "pg_terminate_backend",
+        "MIGRATION_LOCK_TIMEOUT",
+        "lock timeout",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from:\n{err}");
+    }
+    assert_eq!(applied(conn).await, ALL[..1], "m002 was not recorded");
+
+    // Once the transaction is gone the same command succeeds; --lock-timeout
+    // is the flag form of the variable.
+    ok(db.url(), &["--lock-timeout", "2s", "up"]);
+    assert_eq!(applied(conn).await, ALL);
+}
+
+#[tokio::test]
+async fn lock_timeout_also_applies_to_library_migrations() {
+    let db = TestDatabase::new().await;
+    let conn = db.conn();
+    let blocker = conn.begin().await.unwrap();
+    blocker
+        .execute_unprepared("LOCK TABLE user_profiles IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = migration::safety::with_options(
+        migration::safety::SafetyOptions {
+            allow_data_loss: false,
+            lock_timeout: Some("300ms".into()),
+        },
+        Migrator::down(conn, Some(1)),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    blocker.rollback().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+    assert!(
+        err.contains(
+            "migration 'm004_delete_orphan_chunks' waited longer than lock_timeout = 300ms"
+        ),
+        "{err}"
+    );
+    assert_eq!(applied(conn).await, ALL);
+}
+
+#[test]
+fn an_invalid_lock_timeout_is_refused_before_connecting() {
+    let out = bin()
+        .args(["-u", "postgres://u:p@127.0.0.1:1/x", "up"])
+        .env("MIGRATION_LOCK_TIMEOUT", "5 parsecs")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(t.contains("invalid lock timeout \"5 parsecs\""), "{t}");
+}
+
+// ------------------------------------------------- destructive rollback --
+
+#[tokio::test]
+async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
+    let db = TestDatabase::new().await;
+    let conn = db.conn();
+    conn.execute_unprepared(
+        "INSERT INTO user_profiles (id, firebase_uid) \
+           VALUES ('00000000-0000-0000-0000-000000000001', 'uid-1'); \
+         INSERT INTO resumes (user_id, title, file_name, file_size, file_data) \
+           VALUES ('00000000-0000-0000-0000-000000000001', 'CV', 'cv.pdf', 4, '\\x25504446'); \
+         INSERT INTO resume_chunks (text, metadata) \
+           VALUES ('chunk', '{\"user_id\": \"00000000-0000-0000-0000-000000000001\"}')",
+    )
+    .await
+    .unwrap();
+    let before = schema_dump(db.url());
+
+    // m004's down destroys nothing; m003's would drop the chunk. Asked for
+    // both at once, nothing at all happens.
+    let err = fails(db.url(), &["down", "-n", "2"]);
+    for part in [
+        "refusing to roll back m003_create_vector_store",
+        "1 row(s) of resume_chunks",
+        "re-embedding",
+        "Nothing was changed",
+        "--force",
+        "MOCKINTERVIEW_ALLOW_DATA_LOSS=1",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from:\n{err}");
+    }
+    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(schema_dump(db.url()), before);
+
+    ok(db.url(), &["down", "-n", "2", "--force"]);
+    assert_eq!(applied(conn).await, ALL[..2]);
+
+    // m002 with a PDF stored.
+    let err = fails(db.url(), &["down"]);
+    assert!(
+        err.contains("1 row(s) of resumes where file_data IS NOT NULL"),
+        "{err}"
+    );
+    assert!(err.contains("PDFs stored in resumes.file_data"), "{err}");
+    assert_eq!(
+        count(
+            conn,
+            "SELECT count(*) FROM resumes WHERE file_data IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    // Forced by the environment variable.
+    ok_with(
+        db.url(),
+        &["down"],
+        &[("MOCKINTERVIEW_ALLOW_DATA_LOSS", "1")],
+    );
+    assert_eq!(applied(conn).await, ALL[..1]);
+
+    // m001 with a profile and a resume; reset and refresh go through it too.
+    for cmd in [&["down"][..], &["reset"], &["refresh"]] {
+        let err = fails(db.url(), cmd);
+        assert!(
+            err.contains("refusing to roll back m001_user_profiles"),
+            "{cmd:?}: {err}"
+        );
+        assert!(err.contains("1 row(s) of user_profiles"), "{cmd:?}: {err}");
+        assert!(err.contains("1 row(s) of resumes"), "{cmd:?}: {err}");
+    }
+    assert_eq!(count(conn, "SELECT count(*) FROM user_profiles").await, 1);
+    ok(db.url(), &["refresh", "--force"]);
+    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(count(conn, "SELECT count(*) FROM user_profiles").await, 0);
+
+    // Without data nothing is refused.
+    ok(db.url(), &["reset"]);
+}
+
+#[tokio::test]
+async fn fresh_is_refused_while_any_table_has_rows() {
+    let db = TestDatabase::new().await;
+    let conn = db.conn();
+    conn.execute_unprepared(
+        "CREATE TABLE other_service (id int); INSERT INTO other_service VALUES (1)",
+    )
+    .await
+    .unwrap();
+    let err = fails(db.url(), &["fresh"]);
+    assert!(err.contains("refusing to run `fresh`"), "{err}");
+    assert!(err.contains("1 row(s) of other_service"), "{err}");
+    assert_eq!(count(conn, "SELECT count(*) FROM other_service").await, 1);
+    ok(db.url(), &["fresh", "--force"]);
+    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(
+        strings(
+            conn,
+            "SELECT coalesce(to_regclass('other_service')::text, 'dropped')"
+        )
+        .await,
+        ["dropped"]
+    );
+}
+
+#[tokio::test]
+async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
+    let db = TestDatabase::new().await;
+    let conn = db.conn();
+    conn.execute_unprepared("INSERT INTO resume_chunks (text) VALUES ('x')")
+        .await
+        .unwrap();
+    let err = Migrator::down(conn, Some(2)).await.unwrap_err().to_string();
+    assert!(
+        err.contains("refusing to roll back m003_create_vector_store"),
+        "{err}"
+    );
+    assert_eq!(applied(conn).await, ALL);
+
+    // The check inside m003's own down (which also runs when the pre-check
+    // is bypassed, as sea-orm's own executor would) refuses as well.
+    Migrator::down(conn, Some(1)).await.unwrap(); // m004: no data at risk
+    let txn = conn.begin().await.unwrap();
+    let err =
+        migration::safety::prepare_down(&SchemaManager::new(&txn), "m003_create_vector_store")
+            .await
+            .unwrap_err()
+            .to_string();
+    txn.rollback().await.unwrap();
+    assert!(err.contains("That rollback was cancelled"), "{err}");
+
+    migration::safety::allow_data_loss(Migrator::down(conn, Some(1)))
+        .await
+        .unwrap();
+    assert_eq!(applied(conn).await, ALL[..2]);
+}
+
+// ------------------------------------------------ actionable errors --
+
+#[tokio::test]
+async fn an_unreachable_database_fails_fast_naming_host_port_and_fix() {
+    // A port nobody listens on.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://mockinterview:x@127.0.0.1:{port}/mockinterview");
+    for cmd in [&["up"][..], &["status"], &["down"]] {
+        let started = Instant::now();
+        let err = fails(&url, cmd);
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{cmd:?} took {:?}",
+            started.elapsed()
+        );
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{cmd:?}: {err}");
+        assert!(err.contains("scripts/db-up"), "{cmd:?}: {err}");
+        assert!(err.contains("Connection refused"), "{cmd:?}: {err}");
+        assert!(!err.contains("panicked"), "{cmd:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_database_is_explained() {
+    let db = TestDatabase::empty().await;
+    let bad_password = with_user(db.url(), "mockinterview_no_such_role", "nope");
+    let err = fails(&bad_password, &["status"]);
+    assert!(
+        err.contains("rejected the login of role \"mockinterview_no_such_role\""),
+        "{err}"
+    );
+    let missing_db = format!("{}_missing", db.url());
+    let err = fails(&missing_db, &["status"]);
+    assert!(
+        err.contains(&format!(
+            "database \"{}_missing\" does not exist",
+            db.name()
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn pgvector_missing_on_the_server_stops_up_before_anything_is_applied() {
+    let db = TestDatabase::empty().await;
+    // Simulate a server without the pgvector files: the check reads
+    // pg_available_extensions, which this schema shadows when it comes
+    // before pg_catalog in the search path (-s "public,pg_catalog").
+    db.conn()
+        .execute_unprepared(
+            "CREATE VIEW public.pg_available_extensions AS \
+             SELECT * FROM pg_catalog.pg_available_extensions WHERE name <> 'vector'",
+        )
+        .await
+        .unwrap();
+    let err = fails(db.url(), &["-s", "public,pg_catalog", "up"]);
+    for part in [
+        "extension \"vector\" is not available on this PostgreSQL server",
+        "postgresql-<major>-pgvector",
+        "pgvector/pgvector:pg16",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from:\n{err}");
+    }
+    assert!(!err.contains("has been applied"), "{err}");
+    assert!(applied(db.conn()).await.is_empty());
+    assert!(tables(db.conn()).await.is_empty());
+}
+
+#[tokio::test]
+async fn permission_denied_to_create_pgvector_names_the_role_and_the_fix() {
+    let db = TestDatabase::empty().await;
+    let conn = db.conn();
+    let role = format!("{}_app", db.name());
+    let password = "app-password";
+    conn.execute_unprepared(&format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}' NOSUPERUSER; \
+         GRANT CONNECT, CREATE ON DATABASE \"{db}\" TO \"{role}\"; \
+         GRANT USAGE, CREATE ON SCHEMA public TO \"{role}\"",
+        db = db.name()
+    ))
+    .await
+    .unwrap();
+    let out = run(&with_user(db.url(), &role, password), &["up"]);
+    let created = tables(conn).await;
+    // Clean up before asserting: roles are cluster-wide.
+    conn.execute_unprepared(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+
+    let err = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for part in [
+        format!("permission denied to create extension \"vector\" as role \"{role}\""),
+        "superuser".into(),
+        "CREATE EXTENSION IF NOT EXISTS vector;".into(),
+    ] {
+        assert!(err.contains(&part), "{part:?} missing from:\n{err}");
+    }
+    assert!(created.is_empty(), "stopped before m001: {created:?}");
 }
