@@ -21,12 +21,15 @@
 //!   ([`lock::up_locked`] for application start-up);
 //! - [`safety`]: `lock_timeout` in every migration and the refusal of
 //!   rollbacks that would destroy stored data;
+//! - [`verify`]: the live schema checked against [`expected`];
 //! - [`connect`]: the binary's fail-fast connection.
 
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
+pub mod catalog;
 pub mod connect;
+pub mod expected;
 pub mod lock;
 mod m001_user_profiles;
 mod m002_add_pdf_storage;
@@ -34,6 +37,7 @@ mod m003_create_vector_store;
 mod m004_delete_orphan_chunks;
 pub mod pgvector_check;
 pub mod safety;
+pub mod verify;
 
 /// The ordered list of this project's migrations.
 ///
@@ -83,7 +87,7 @@ impl MigratorTrait for Migrator {
             .iter()
             .any(|m| m == m003_create_vector_store::Migration.name())
         {
-            pgvector_check::ensure_can_create(&db, "vector").await?;
+            pgvector_check::ensure_can_create(&db, expected::PGVECTOR).await?;
         }
         let outcome = Unguarded::up(reborrow(&db), steps).await;
         explain(&db, outcome, Direction::Up).await

@@ -4,10 +4,11 @@
 //! subcommand and flag of sea-orm-migration's CLI (`init`, `generate`,
 //! `up [-n]`, `down [-n]`, `status`, `fresh`, `refresh`, `reset`, `-u`,
 //! `-s`, `-v`) and adds:
+//! - `verify [--json]`: check the live database against the migrations;
 //! - `--force` on `down`, `refresh`, `reset`, `fresh`: allow data loss;
 //! - `--lock-timeout` (`MIGRATION_LOCK_TIMEOUT`): the migrations' lock_timeout.
 //!
-//! Every subcommand that touches the database holds the
+//! Every subcommand that touches the database except `verify` holds the
 //! migration advisory lock for the whole run, on the binary's single
 //! connection.
 
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use migration::lock::MigrationLock;
 use migration::safety::{self, SafetyOptions};
-use migration::{Migrator, MigratorTrait, connect};
+use migration::{Migrator, MigratorTrait, connect, verify};
 use sea_orm_migration::sea_orm::{DatabaseConnection, DbErr};
 
 /// Where `init` and `generate` write (sea-orm-migration's choice).
@@ -25,7 +26,7 @@ const MIGRATION_DIR: &str = "./";
 #[derive(Parser)]
 #[command(
     version,
-    about = "Migrations of the mock-interview database (sea-orm-migration CLI plus guard rails)"
+    about = "Migrations of the mock-interview database (sea-orm-migration CLI plus verify and guard rails)"
 )]
 struct Cli {
     #[arg(short = 'v', long, global = true, help = "Show debug messages")]
@@ -133,6 +134,14 @@ enum Command {
         #[arg(long, help = FORCE_HELP)]
         force: bool,
     },
+    #[command(
+        about = "Check the database against what the migrations produce (exit 1 on any difference)",
+        display_order = 85
+    )]
+    Verify {
+        #[arg(long, help = "Print the report as JSON")]
+        json: bool,
+    },
 }
 
 const FORCE_HELP: &str = "Allow destroying stored data (same as MOCKINTERVIEW_ALLOW_DATA_LOSS=1)";
@@ -159,7 +168,8 @@ async fn main() -> ExitCode {
         _ => {}
     }
 
-    setup_tracing(cli.verbose);
+    let json = matches!(cli.command, Some(Command::Verify { json: true }));
+    setup_tracing(cli.verbose, json);
     report(run(cli).await)
 }
 
@@ -197,6 +207,22 @@ async fn run(cli: Cli) -> Result<(), String> {
         .map_err(message)?;
 
     let command = cli.command.unwrap_or(Command::Up { num: None });
+    if let Command::Verify { json } = command {
+        let report = verify::verify(&db).await.map_err(message)?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+            );
+        } else {
+            println!("{report}");
+        }
+        return if report.ok {
+            Ok(())
+        } else {
+            Err(String::new())
+        };
+    }
 
     let force = matches!(
         command,
@@ -223,7 +249,7 @@ async fn execute(db: &DatabaseConnection, command: Command) -> Result<(), String
         Command::Status => Migrator::status(db).await,
         Command::Up { num } => Migrator::up(db, num).await,
         Command::Down { num, .. } => Migrator::down(db, Some(num)).await,
-        Command::Init | Command::Generate { .. } => {
+        Command::Init | Command::Generate { .. } | Command::Verify { .. } => {
             unreachable!("handled before connecting")
         }
     };
@@ -241,8 +267,9 @@ fn message(err: DbErr) -> String {
 }
 
 /// Same output as sea-orm-migration's CLI: progress lines on stdout without
-/// time or level; everything (`debug`) with `-v`.
-fn setup_tracing(verbose: bool) {
+/// time or level; everything (`debug`) with `-v`. With `--json`, logs go to
+/// stderr so stdout is only the JSON document.
+fn setup_tracing(verbose: bool, json: bool) {
     use tracing_subscriber::{EnvFilter, fmt, prelude::*};
     let filter = if verbose {
         "debug"
@@ -250,10 +277,17 @@ fn setup_tracing(verbose: bool) {
         "sea_orm_migration=info,migration=info"
     };
     let filter = EnvFilter::try_new(filter).expect("valid filter");
+    let writer = move || -> Box<dyn std::io::Write> {
+        if json {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        }
+    };
     if verbose {
         tracing_subscriber::registry()
             .with(filter)
-            .with(fmt::layer())
+            .with(fmt::layer().with_writer(writer))
             .init();
     } else {
         tracing_subscriber::registry()
@@ -262,7 +296,8 @@ fn setup_tracing(verbose: bool) {
                 fmt::layer()
                     .with_target(false)
                     .with_level(false)
-                    .without_time(),
+                    .without_time()
+                    .with_writer(writer),
             )
             .init();
     }

@@ -116,8 +116,12 @@ async fn database_schema_flag_and_variable_select_the_schema() {
         ]
     );
     assert!(tables(db.conn()).await.is_empty(), "nothing in public");
-    let status = migrate(&db, &["--database-schema", "app", "status"]);
-    assert_eq!(status.matches("Applied").count(), 4, "{status}");
+    let verify = migrate(&db, &["--database-schema", "app", "verify"]);
+    assert!(verify.contains("(schema app)"), "{verify}");
+    assert!(verify.contains("OK: the database matches"), "{verify}");
+    // The public schema has none of it.
+    let public = fails(db.url(), &["verify"]);
+    assert!(public.contains("4 pending"), "{public}");
 
     // DATABASE_SCHEMA, as sea-orm-cli passes -s on.
     let status = ok_with(db.url(), &["status"], &[("DATABASE_SCHEMA", "app")]);
@@ -186,7 +190,7 @@ fn help_lists_the_standard_and_the_added_subcommands() {
     let out = bin().arg("--help").output().unwrap();
     let help = text(&out);
     for cmd in [
-        "init", "generate", "fresh", "refresh", "reset", "status", "up", "down",
+        "init", "generate", "fresh", "refresh", "reset", "status", "up", "down", "verify",
     ] {
         assert!(help.contains(cmd), "{cmd} missing from:\n{help}");
     }

@@ -1,7 +1,7 @@
 //! Production guard rails of the migration binary and library, against a
-//! real server: the advisory lock under concurrent starts, `lock_timeout`,
-//! the destructive-rollback guard and the actionable connection and
-//! pgvector errors.
+//! real server: the advisory lock under concurrent starts, `verify`,
+//! `lock_timeout`, the destructive-rollback guard and the actionable
+//! connection and pgvector errors.
 
 mod common;
 
@@ -76,6 +76,7 @@ async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
     // Same schema as a database migrated alone.
     let reference = TestDatabase::new().await;
     assert_eq!(schema_dump(db.url()), schema_dump(reference.url()));
+    ok(db.url(), &["verify"]);
 }
 
 #[tokio::test]
@@ -150,6 +151,137 @@ async fn up_locked_serializes_application_instances() {
     for conn in instances {
         conn.close().await.unwrap();
     }
+}
+
+// -------------------------------------------------------------- verify --
+
+#[tokio::test]
+async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
+    let db = TestDatabase::new().await;
+    let report = ok(db.url(), &["verify"]);
+    for line in [
+        "pgvector 0.",
+        "migrations: 4 applied, 0 pending, 0 unknown",
+        "tables: 4/4 as expected",
+        "indexes: 11/11 as expected",
+        "triggers: 5/5 as expected",
+        "Table sizes:",
+        "public.resume_chunks",
+        "public.user_profiles",
+        "OK: the database matches the migrations",
+    ] {
+        assert!(report.contains(line), "{line:?} missing from:\n{report}");
+    }
+
+    let out = run(db.url(), &["verify", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["problems"], 0);
+    assert!(json["pgvector"]["installed_version"].is_string());
+    assert_eq!(json["migrations"]["applied"].as_array().unwrap().len(), 4);
+    let sizes = json["table_sizes"].as_array().unwrap();
+    assert_eq!(
+        sizes.len(),
+        5,
+        "four tables and seaql_migrations: {sizes:?}"
+    );
+    assert!(sizes.iter().all(|s| s["bytes"].as_i64().unwrap() > 0));
+    let embedding = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "resume_chunks.embedding")
+        .expect("the embedding column is checked");
+    assert_eq!(embedding["status"], "ok");
+    assert_eq!(embedding["actual"], "vector(768)");
+}
+
+#[tokio::test]
+async fn verify_reports_every_difference_and_fails() {
+    let db = TestDatabase::new().await;
+    let conn = db.conn();
+    // m004 rolled back: its triggers and functions are pending.
+    ok(db.url(), &["down"]);
+    for sql in [
+        "DROP INDEX idx_resume_chunks_embedding",
+        "DROP INDEX idx_resume_chunks_user_id",
+        "CREATE INDEX idx_resume_chunks_user_id ON resume_chunks ((metadata->>'resume_id'))",
+        "ALTER TABLE resume_chunks ALTER COLUMN embedding TYPE vector(3)",
+        "ALTER TABLE resume_chunks ADD COLUMN extra text",
+        "ALTER TABLE user_profiles DROP CONSTRAINT user_profiles_firebase_uid_check",
+        "DROP TRIGGER trg_resumes_updated_at ON resumes",
+        "CREATE TABLE langchain_notes (id int)",
+        "INSERT INTO seaql_migrations VALUES ('m099_from_the_future', 0)",
+    ] {
+        conn.execute_unprepared(sql).await.unwrap();
+    }
+
+    let report = fails(db.url(), &["verify"]);
+    for line in [
+        "pending: m004_delete_orphan_chunks",
+        "unknown: m099_from_the_future",
+        "missing index idx_resume_chunks_embedding",
+        "different index idx_resume_chunks_user_id",
+        "different column resume_chunks.embedding: expected vector(768), found vector(3)",
+        "different table resume_chunks",
+        "missing constraint user_profiles.user_profiles_firebase_uid_check",
+        "missing trigger resumes.trg_resumes_updated_at",
+        "missing trigger resumes.trg_resumes_delete_chunks",
+        "missing function delete_chunks_of_deleted_users()",
+        "warning: table langchain_notes is not created by the migrations",
+        "FAILED:",
+    ] {
+        assert!(report.contains(line), "{line:?} missing from:\n{report}");
+    }
+
+    let out = run(db.url(), &["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(json["ok"], false);
+    let problems: Vec<String> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "missing" || c["status"] == "different")
+        .map(|c| format!("{} {} {}", c["status"], c["kind"], c["name"]))
+        .collect();
+    assert_eq!(
+        problems.len() + 2, // plus one pending and one unknown migration
+        json["problems"].as_u64().unwrap() as usize,
+        "{problems:?}"
+    );
+    // The extra column makes the table's column list differ.
+    assert!(
+        problems.contains(&r#""different" "table" "resume_chunks""#.to_owned()),
+        "{problems:?}"
+    );
+    assert_eq!(json["migrations"]["unknown"][0], "m099_from_the_future");
+}
+
+#[tokio::test]
+async fn verify_says_when_pgvector_is_missing() {
+    let db = TestDatabase::empty().await;
+    let report = fails(db.url(), &["verify"]);
+    assert!(
+        report.contains("pgvector is not installed in this database"),
+        "{report}"
+    );
+    assert!(
+        report.contains("migrations: 0 applied, 4 pending"),
+        "{report}"
+    );
+    assert!(report.contains("missing table resume_chunks"), "{report}");
+    // verify never writes: no bookkeeping table appears.
+    assert!(applied(db.conn()).await.is_empty());
+    assert_eq!(
+        strings(
+            db.conn(),
+            "SELECT coalesce(to_regclass('seaql_migrations')::text, 'absent')"
+        )
+        .await,
+        ["absent"]
+    );
 }
 
 // -------------------------------------------------------- lock_timeout --
@@ -388,7 +520,7 @@ async fn an_unreachable_database_fails_fast_naming_host_port_and_fix() {
         listener.local_addr().unwrap().port()
     };
     let url = format!("postgres://mockinterview:x@127.0.0.1:{port}/mockinterview");
-    for cmd in [&["up"][..], &["status"], &["down"]] {
+    for cmd in [&["up"][..], &["status"], &["verify"]] {
         let started = Instant::now();
         let err = fails(&url, cmd);
         assert!(
