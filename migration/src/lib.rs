@@ -22,6 +22,7 @@
 //! - [`safety`]: `lock_timeout` in every migration and the refusal of
 //!   rollbacks that would destroy stored data;
 //! - [`verify`]: the live schema checked against [`expected`];
+//! - [`dry_run`]: `up` inside a transaction that is rolled back;
 //! - [`connect`]: the binary's fail-fast connection.
 
 pub use sea_orm_migration::prelude::*;
@@ -29,6 +30,7 @@ use sea_orm_migration::sea_orm::DatabaseExecutor;
 
 pub mod catalog;
 pub mod connect;
+pub mod dry_run;
 pub mod expected;
 pub mod lock;
 mod m001_user_profiles;

@@ -5,6 +5,7 @@
 //! `up [-n]`, `down [-n]`, `status`, `fresh`, `refresh`, `reset`, `-u`,
 //! `-s`, `-v`) and adds:
 //! - `verify [--json]`: check the live database against the migrations;
+//! - `up --dry-run [--json]`: apply in a transaction, report, roll back;
 //! - `--force` on `down`, `refresh`, `reset`, `fresh`: allow data loss;
 //! - `--lock-timeout` (`MIGRATION_LOCK_TIMEOUT`): the migrations' lock_timeout.
 //!
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use migration::lock::MigrationLock;
 use migration::safety::{self, SafetyOptions};
-use migration::{Migrator, MigratorTrait, connect, verify};
+use migration::{Migrator, MigratorTrait, connect, dry_run, verify};
 use sea_orm_migration::sea_orm::{DatabaseConnection, DbErr};
 
 /// Where `init` and `generate` write (sea-orm-migration's choice).
@@ -26,7 +27,7 @@ const MIGRATION_DIR: &str = "./";
 #[derive(Parser)]
 #[command(
     version,
-    about = "Migrations of the mock-interview database (sea-orm-migration CLI plus verify and guard rails)"
+    about = "Migrations of the mock-interview database (sea-orm-migration CLI plus verify, dry run and guard rails)"
 )]
 struct Cli {
     #[arg(short = 'v', long, global = true, help = "Show debug messages")]
@@ -120,6 +121,13 @@ enum Command {
     Up {
         #[arg(short, long, help = "Number of pending migrations to apply")]
         num: Option<u32>,
+        #[arg(
+            long,
+            help = "Apply inside a transaction, report what would change, and roll back"
+        )]
+        dry_run: bool,
+        #[arg(long, requires = "dry_run", help = "Print the dry-run report as JSON")]
+        json: bool,
     },
     #[command(about = "Rollback applied migrations", display_order = 80)]
     Down {
@@ -168,8 +176,13 @@ async fn main() -> ExitCode {
         _ => {}
     }
 
-    let json = matches!(cli.command, Some(Command::Verify { json: true }));
-    setup_tracing(cli.verbose, json);
+    let json = matches!(
+        cli.command,
+        Some(Command::Verify { json: true } | Command::Up { json: true, .. })
+    );
+    // The migrator's "has been applied" lines would mislead in a dry run.
+    let dry_run = matches!(cli.command, Some(Command::Up { dry_run: true, .. }));
+    setup_tracing(cli.verbose, json, dry_run);
     report(run(cli).await)
 }
 
@@ -206,7 +219,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         .await
         .map_err(message)?;
 
-    let command = cli.command.unwrap_or(Command::Up { num: None });
+    let command = cli.command.unwrap_or(Command::Up {
+        num: None,
+        dry_run: false,
+        json: false,
+    });
     if let Command::Verify { json } = command {
         let report = verify::verify(&db).await.map_err(message)?;
         if json {
@@ -247,7 +264,23 @@ async fn execute(db: &DatabaseConnection, command: Command) -> Result<(), String
         Command::Refresh { .. } => Migrator::refresh(db).await,
         Command::Reset { .. } => Migrator::reset(db).await,
         Command::Status => Migrator::status(db).await,
-        Command::Up { num } => Migrator::up(db, num).await,
+        Command::Up {
+            num,
+            dry_run: true,
+            json,
+        } => {
+            let report = dry_run::dry_run_up(db, num).await.map_err(message)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        Command::Up { num, .. } => Migrator::up(db, num).await,
         Command::Down { num, .. } => Migrator::down(db, Some(num)).await,
         Command::Init | Command::Generate { .. } | Command::Verify { .. } => {
             unreachable!("handled before connecting")
@@ -268,11 +301,14 @@ fn message(err: DbErr) -> String {
 
 /// Same output as sea-orm-migration's CLI: progress lines on stdout without
 /// time or level; everything (`debug`) with `-v`. With `--json`, logs go to
-/// stderr so stdout is only the JSON document.
-fn setup_tracing(verbose: bool, json: bool) {
+/// stderr so stdout is only the JSON document. A dry run leaves out the
+/// migrator's progress lines (its report says what would happen).
+fn setup_tracing(verbose: bool, json: bool, dry_run: bool) {
     use tracing_subscriber::{EnvFilter, fmt, prelude::*};
     let filter = if verbose {
         "debug"
+    } else if dry_run {
+        "migration=info"
     } else {
         "sea_orm_migration=info,migration=info"
     };

@@ -195,7 +195,7 @@ fn help_lists_the_standard_and_the_added_subcommands() {
         assert!(help.contains(cmd), "{cmd} missing from:\n{help}");
     }
     let up = text(&bin().args(["up", "--help"]).output().unwrap());
-    assert!(up.contains("--num"), "{up}");
+    assert!(up.contains("--dry-run") && up.contains("--num"), "{up}");
     let down = text(&bin().args(["down", "--help"]).output().unwrap());
     assert!(down.contains("--force") && down.contains("--num"), "{down}");
 }

@@ -1,7 +1,7 @@
 //! Production guard rails of the migration binary and library, against a
 //! real server: the advisory lock under concurrent starts, `verify`,
-//! `lock_timeout`, the destructive-rollback guard and the actionable
-//! connection and pgvector errors.
+//! `up --dry-run`, `lock_timeout`, the destructive-rollback guard and the
+//! actionable connection and pgvector errors.
 
 mod common;
 
@@ -284,6 +284,125 @@ async fn verify_says_when_pgvector_is_missing() {
     );
 }
 
+// ------------------------------------------------------------- dry run --
+
+#[tokio::test]
+async fn dry_run_on_an_empty_database_reports_everything_and_changes_nothing() {
+    let db = TestDatabase::empty().await;
+    let before = schema_dump(db.url());
+
+    let report = ok(db.url(), &["up", "--dry-run"]);
+    for line in [
+        "Dry run: 4 migration(s) would be applied:",
+        "  m001_user_profiles",
+        "  m004_delete_orphan_chunks",
+        "+ extension vector",
+        "+ table user_profiles",
+        "+ table resume_chunks",
+        "+ column resumes.file_data: bytea",
+        "+ column resume_chunks.embedding: vector(768)",
+        "+ constraint resumes.fk_resumes_user_id: FOREIGN KEY (user_id) REFERENCES user_profiles(id) ON DELETE CASCADE",
+        "+ index idx_resume_chunks_embedding: CREATE INDEX idx_resume_chunks_embedding ON resume_chunks USING hnsw (embedding vector_cosine_ops)",
+        "+ index idx_user_profiles_firebase_uid",
+        "+ trigger resumes.trg_resumes_updated_at",
+        "+ trigger user_profiles.trg_user_profiles_delete_chunks",
+        "+ function set_updated_at()",
+        "Rolled back: nothing was changed.",
+    ] {
+        assert!(report.contains(line), "{line:?} missing from:\n{report}");
+    }
+    assert!(
+        !report.contains("has been applied"),
+        "no misleading progress lines:\n{report}"
+    );
+
+    assert_eq!(schema_dump(db.url()), before, "dry run changed the schema");
+    assert_eq!(
+        strings(
+            db.conn(),
+            "SELECT coalesce(to_regclass('seaql_migrations')::text, 'absent')"
+        )
+        .await,
+        ["absent"]
+    );
+    assert!(tables(db.conn()).await.is_empty());
+    assert_eq!(
+        count(
+            db.conn(),
+            "SELECT count(*) FROM pg_extension WHERE extname = 'vector'"
+        )
+        .await,
+        0
+    );
+    // The real run afterwards applies everything.
+    ok(db.url(), &["up"]);
+    assert_eq!(applied(db.conn()).await, ALL);
+}
+
+#[tokio::test]
+async fn dry_run_of_part_of_the_migrations_leaves_bookkeeping_and_data_alone() {
+    let db = TestDatabase::new().await;
+    let conn = db.conn();
+    ok(db.url(), &["down", "-n", "2"]);
+    conn.execute_unprepared("INSERT INTO user_profiles (firebase_uid) VALUES ('uid-1')")
+        .await
+        .unwrap();
+    let before = schema_dump(db.url());
+    let rows_before = strings(
+        conn,
+        "SELECT version || applied_at FROM seaql_migrations ORDER BY 1",
+    )
+    .await;
+
+    let out = run(db.url(), &["up", "--dry-run", "-n", "1", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(
+        json["would_apply"],
+        serde_json::json!(["m003_create_vector_store"])
+    );
+    assert_eq!(json["rolled_back"], true);
+    let changes: Vec<String> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {} {}", c["action"], c["kind"], c["name"]))
+        .collect();
+    assert!(
+        changes.contains(&r#""added" "table" "resume_chunks""#.to_owned()),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&r#""added" "extension" "vector""#.to_owned()),
+        "{changes:?}"
+    );
+    assert!(
+        !changes
+            .iter()
+            .any(|c| c.contains("trg_resumes_delete_chunks")),
+        "-n 1 stops before m004: {changes:?}"
+    );
+
+    assert_eq!(schema_dump(db.url()), before);
+    assert_eq!(
+        strings(
+            conn,
+            "SELECT version || applied_at FROM seaql_migrations ORDER BY 1"
+        )
+        .await,
+        rows_before
+    );
+    assert_eq!(count(conn, "SELECT count(*) FROM user_profiles").await, 1);
+
+    // Nothing pending: says so.
+    ok(db.url(), &["up"]);
+    let none = ok(db.url(), &["up", "--dry-run"]);
+    assert!(
+        none.contains("no pending migrations; nothing would change"),
+        "{none}"
+    );
+}
+
 // -------------------------------------------------------- lock_timeout --
 
 #[tokio::test]
@@ -520,7 +639,7 @@ async fn an_unreachable_database_fails_fast_naming_host_port_and_fix() {
         listener.local_addr().unwrap().port()
     };
     let url = format!("postgres://mockinterview:x@127.0.0.1:{port}/mockinterview");
-    for cmd in [&["up"][..], &["status"], &["verify"]] {
+    for cmd in [&["up"][..], &["status"], &["verify"], &["up", "--dry-run"]] {
         let started = Instant::now();
         let err = fails(&url, cmd);
         assert!(
