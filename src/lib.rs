@@ -48,4 +48,4 @@ pub use config::{DbConfig, Readiness, connect_from_env, readiness, require_pgvec
 pub use embedding::Embedding;
 pub use entity;
 pub use error::{Error, Result};
-pub use migration::{Migrator, MigratorTrait};
+pub use migration::{self, Migrator, MigratorTrait};
