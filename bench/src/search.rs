@@ -1,0 +1,516 @@
+//! Items 2 and 3: scoped (one user) exact search and whole-table HNSW search.
+
+use std::time::Instant;
+
+use mockinterview_db::chunks::{SearchQuery, SearchScope, search_chunks};
+use mockinterview_db::config::DEFAULT_HNSW_EF_SEARCH;
+use mockinterview_db::{DbConfig, Embedding};
+use pgvector::Vector;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
+use uuid::Uuid;
+
+use crate::corpus::{exact_top_k, ground_truth, recall};
+use crate::raw::BoxError;
+use crate::report::{Samples, fmt_int, fmt_ms, verdict};
+use crate::{Ctx, progress};
+
+/// The library's scoped SQL (`chunks::search_chunks`, `SearchScope::User`),
+/// verbatim, with the table and the vector cast as parameters.
+fn scoped_sql(table: &str, cast: &str) -> String {
+    format!(
+        "WITH scoped AS MATERIALIZED ( \
+         SELECT id, text, metadata, embedding <=> $1{cast} AS distance \
+         FROM {table} WHERE metadata->>'user_id' = $2) \
+         SELECT id, text, metadata, 1 - distance AS score FROM scoped \
+         ORDER BY distance LIMIT $3"
+    )
+}
+
+/// The library's whole-table SQL (`SearchScope::All`), verbatim.
+const GLOBAL_SQL: &str = "SELECT id, text, metadata, 1 - (embedding <=> $1) AS score \
+     FROM resume_chunks  ORDER BY embedding <=> $1 LIMIT $2";
+
+/// Same, with a metadata filter.
+const GLOBAL_FILTERED_SQL: &str = "SELECT id, text, metadata, 1 - (embedding <=> $1) AS score \
+     FROM resume_chunks WHERE metadata @> $2::jsonb ORDER BY embedding <=> $1 LIMIT $3";
+
+/// Runs `sql` over the sea-orm pool and decodes the same columns the library
+/// decodes; returns the ids.
+async fn pool_query(
+    db: &DatabaseConnection,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<Uuid>, BoxError> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id: Uuid = r.try_get("", "id")?;
+            let _text: Option<String> = r.try_get("", "text")?;
+            let _meta: Option<serde_json::Value> = r.try_get("", "metadata")?;
+            let _score: f64 = r.try_get("", "score")?;
+            Ok(id)
+        })
+        .collect::<Result<Vec<_>, sea_orm::DbErr>>()
+        .map_err(Into::into)
+}
+
+fn decode_tp(rows: &[tokio_postgres::Row]) -> Vec<Uuid> {
+    rows.iter()
+        .map(|r| {
+            let _t: Option<String> = r.get(1);
+            let _m: Option<serde_json::Value> = r.get(2);
+            let _s: f64 = r.get(3);
+            r.get::<_, Uuid>(0)
+        })
+        .collect()
+}
+
+/// Corpus indexes of returned ids (ids not from the corpus are dropped,
+/// which counts as a miss).
+fn indexes(ctx: &Ctx, ids: &[Uuid]) -> Vec<usize> {
+    ids.iter()
+        .filter_map(|id| ctx.index_of.get(id).copied())
+        .collect()
+}
+
+const SCOPED_PATHS: [&str; 5] = [
+    "library `search_chunks(User)`",
+    "same SQL, same sea-orm pool (`query_all_raw`)",
+    "same SQL, tokio-postgres prepared statement",
+    "same SQL, copy with `embedding SET STORAGE PLAIN`",
+    "same SQL, copy with `halfvec(768)` embedding",
+];
+
+/// 2: scoped search, top 5, one user.
+pub async fn scoped(ctx: &mut Ctx) -> Result<(), BoxError> {
+    const K: usize = 5;
+    let nq = ctx.args.scoped_queries();
+    let queries = ctx.corpus.scoped_queries(nq);
+    let truth: Vec<_> = queries
+        .iter()
+        .map(|(u, q)| exact_top_k(&ctx.corpus, q, ctx.corpus.users[*u].range(), K))
+        .collect();
+
+    progress("scoped search: building the storage variants (PLAIN, halfvec copies)");
+    ctx.sql(
+        "DROP TABLE IF EXISTS bench_chunks_plain, bench_chunks_half; \
+         CREATE TABLE bench_chunks_plain (LIKE resume_chunks INCLUDING DEFAULTS); \
+         ALTER TABLE bench_chunks_plain ALTER COLUMN embedding SET STORAGE PLAIN; \
+         INSERT INTO bench_chunks_plain SELECT * FROM resume_chunks; \
+         CREATE INDEX ON bench_chunks_plain ((metadata->>'user_id')); \
+         CREATE TABLE bench_chunks_half (id uuid PRIMARY KEY, text text, metadata jsonb, \
+           embedding halfvec(768)); \
+         INSERT INTO bench_chunks_half \
+           SELECT id, text, metadata, embedding::halfvec(768) FROM resume_chunks; \
+         CREATE INDEX ON bench_chunks_half ((metadata->>'user_id')); \
+         ANALYZE bench_chunks_plain; ANALYZE bench_chunks_half; ANALYZE resume_chunks",
+    )
+    .await?;
+    let tables = [
+        (scoped_sql("resume_chunks", ""), "resume_chunks"),
+        (scoped_sql("bench_chunks_plain", ""), "bench_chunks_plain"),
+        (
+            scoped_sql("bench_chunks_half", "::vector::halfvec"),
+            "bench_chunks_half",
+        ),
+    ];
+    let prepared = ctx.raw.prepare(&tables[0].0).await?;
+
+    let mut lat: Vec<Samples> = vec![Samples::default(); SCOPED_PATHS.len()];
+    let mut rec: Vec<f64> = vec![0.0; SCOPED_PATHS.len()];
+    let warmup = 50.min(nq);
+    progress(&format!(
+        "scoped search: {nq} queries × {} paths (+{warmup} warm-up)",
+        SCOPED_PATHS.len()
+    ));
+    for round in 0..warmup + nq {
+        let (ui, q) = &queries[round % nq];
+        let user = &ctx.corpus.users[*ui];
+        let lib_query = SearchQuery::new(
+            Embedding::new(q.clone())?,
+            K as u32,
+            SearchScope::User(user.id),
+        );
+        let vector = Vector::from(q.clone());
+        let uid = user.id.to_string();
+        for k in 0..SCOPED_PATHS.len() {
+            let p = (round + k) % SCOPED_PATHS.len();
+            let t = Instant::now();
+            let ids: Vec<Uuid> = match p {
+                0 => search_chunks(&ctx.db, &lib_query)
+                    .await?
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect(),
+                1 | 3 | 4 => {
+                    let sql = &tables[match p {
+                        1 => 0,
+                        3 => 1,
+                        _ => 2,
+                    }]
+                    .0;
+                    pool_query(
+                        &ctx.db,
+                        sql,
+                        vec![vector.clone().into(), uid.clone().into(), (K as i64).into()],
+                    )
+                    .await?
+                }
+                _ => decode_tp(
+                    &ctx.raw
+                        .query(&prepared, &[&vector, &uid, &(K as i64)])
+                        .await?,
+                ),
+            };
+            let dt = t.elapsed();
+            if round >= warmup {
+                lat[p].push(dt);
+                rec[p] += recall(&ctx.corpus, q, &indexes(ctx, &ids), &truth[round % nq]);
+            }
+        }
+    }
+    for r in &mut rec {
+        *r /= nq as f64;
+    }
+    let n = fmt_int(ctx.corpus.len() as f64);
+    let (lib, raw) = (&lat[0], &lat[1]);
+    ctx.report.row(
+        "scoped",
+        "2",
+        format!("scoped search (one user, top {K}), {n} rows: recall vs exact"),
+        format!("{:.4}", rec[0]),
+        format!("{:.4} (same SQL)", rec[1]),
+        "",
+        "= 1.0",
+        verdict(rec[0] >= 1.0 - 1e-12),
+    );
+    ctx.report.row(
+        "scoped",
+        "2",
+        "scoped search: library vs same SQL over the same pool, latency".to_owned(),
+        lib.summary(),
+        raw.summary(),
+        format!("{:.2}× (p50)", lib.p50() / raw.p50()),
+        "p50 ≤ 1.2×",
+        verdict(lib.p50() / raw.p50() <= 1.2),
+    );
+    ctx.report.row(
+        "scoped",
+        "2",
+        format!("scoped search: library p50 at {n} rows"),
+        format!("{} ms", fmt_ms(lib.p50())),
+        "",
+        "",
+        "< 1 ms",
+        verdict(lib.p50() < 1.0),
+    );
+    for (p, what) in [
+        (2, "tokio-postgres prepared statement (driver floor)"),
+        (3, "`SET STORAGE PLAIN` copy (same SQL, same pool)"),
+        (4, "`halfvec(768)` copy (same SQL, same pool)"),
+    ] {
+        ctx.report.info(
+            "scoped",
+            "2",
+            format!("scoped search, {what}: latency (recall {:.4})", rec[p]),
+            lat[p].summary(),
+            format!("{:.2}× the library's p50", lat[p].p50() / lib.p50()),
+        );
+    }
+
+    let mut d =
+        String::from("| path | p50 ms | p95 ms | p99 ms | recall@5 |\n|---|---|---|---|---|\n");
+    for (p, name) in SCOPED_PATHS.iter().enumerate() {
+        d.push_str(&format!(
+            "| {name} | {} | {} | {} | {:.4} |\n",
+            fmt_ms(lat[p].p50()),
+            fmt_ms(lat[p].pct_ms(95.0)),
+            fmt_ms(lat[p].pct_ms(99.0)),
+            rec[p]
+        ));
+    }
+    d.push_str("\n| table | heap | TOAST | rows per heap page |\n|---|---|---|---|\n");
+    for (_, t) in &tables {
+        let r = ctx
+            .raw
+            .query_one(
+                &format!(
+                    "SELECT pg_size_pretty(pg_relation_size('{t}')), \
+                       pg_size_pretty(coalesce(pg_relation_size(reltoastrelid), 0)), \
+                       round(reltuples / greatest(relpages, 1))::text \
+                     FROM pg_class WHERE relname = '{t}'"
+                ),
+                &[],
+            )
+            .await?;
+        d.push_str(&format!(
+            "| `{t}` | {} | {} | {} |\n",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2)
+        ));
+    }
+    // One plan per variant, for the same query.
+    let (ui, q) = &queries[0];
+    let uid = ctx.corpus.users[*ui].id.to_string();
+    let vector = Vector::from(q.clone());
+    for (sql, t) in &tables {
+        let rows = ctx
+            .raw
+            .query(
+                &format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}"),
+                &[&vector, &uid, &(K as i64)],
+            )
+            .await?;
+        let plan: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+        d.push_str(&format!("\n`{t}`:\n\n```\n{}\n```\n", plan.join("\n")));
+    }
+    ctx.report.detail(
+        format!("Scoped search ({nq} queries, top {K}, users of 20–80 chunks)"),
+        d,
+    );
+    ctx.sql("DROP TABLE bench_chunks_plain, bench_chunks_half")
+        .await?;
+    Ok(())
+}
+
+/// 3: whole-table search, top 10: recall and latency per ef_search, raw SQL,
+/// 2 concurrent clients, a filtered query with and without iterative scans.
+pub async fn global(ctx: &mut Ctx) -> Result<(), BoxError> {
+    const K: usize = 10;
+    let nq = ctx.args.queries();
+    let queries = ctx.corpus.global_queries(nq);
+    let truth = ground_truth(&ctx.corpus, &queries, K);
+    let embeddings: Vec<Embedding> = queries
+        .iter()
+        .map(|q| Embedding::new(q.clone()))
+        .collect::<Result<_, _>>()?;
+    let warmup = 20.min(nq);
+    let n = fmt_int(ctx.corpus.len() as f64);
+    let mut efs = ctx.args.ef_search.clone();
+    if !efs.contains(&DEFAULT_HNSW_EF_SEARCH) {
+        efs.push(DEFAULT_HNSW_EF_SEARCH);
+    }
+    efs.sort_unstable();
+    let mut sweep = String::from(
+        "| hnsw.ef_search | recall@10 | p50 ms | p95 ms | p99 ms | QPS, 1 client | plan |\n|---|---|---|---|---|---|---|\n",
+    );
+    let mut default_lat = Samples::default();
+    let mut default_recall = 0.0;
+    for &ef in &efs {
+        let mut config = DbConfig::new(ctx.url.clone());
+        config.hnsw_ef_search = Some(ef);
+        config.max_connections = 2;
+        let pool = config.connect().await?;
+        let mut lat = Samples::default();
+        let mut rsum = 0.0;
+        for round in 0..warmup + nq {
+            let i = round % nq;
+            let query = SearchQuery::new(embeddings[i].clone(), K as u32, SearchScope::All);
+            let t = Instant::now();
+            let res = search_chunks(&pool, &query).await?;
+            let dt = t.elapsed();
+            if round >= warmup {
+                lat.push(dt);
+                let ids: Vec<Uuid> = res.iter().map(|m| m.id).collect();
+                rsum += recall(&ctx.corpus, &queries[i], &indexes(ctx, &ids), &truth[i]);
+            }
+        }
+        let r = rsum / nq as f64;
+        let qps = nq as f64 / lat.total_s();
+        let plan = pool
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!("EXPLAIN (COSTS OFF) {GLOBAL_SQL}"),
+                vec![Vector::from(queries[0].clone()).into(), (K as i64).into()],
+            ))
+            .await?
+            .iter()
+            .filter_map(|r| r.try_get_by_index::<String>(0).ok())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let plan = if plan.contains("idx_resume_chunks_embedding") {
+            "HNSW index scan"
+        } else {
+            "sequential scan + sort (exact)"
+        };
+        progress(&format!(
+            "  ef_search {ef}: recall@10 {r:.4}, p50 {} ms, p95 {} ms, {plan}",
+            fmt_ms(lat.p50()),
+            fmt_ms(lat.pct_ms(95.0))
+        ));
+        sweep.push_str(&format!(
+            "| {ef}{} | {r:.4} | {} | {} | {} | {} | {plan} |\n",
+            if ef == DEFAULT_HNSW_EF_SEARCH {
+                " (library default)"
+            } else {
+                ""
+            },
+            fmt_ms(lat.p50()),
+            fmt_ms(lat.pct_ms(95.0)),
+            fmt_ms(lat.pct_ms(99.0)),
+            fmt_int(qps)
+        ));
+        ctx.report.recall_csv.push(format!(
+            "{ef},{r:.5},{:.4},{:.4},{qps:.1},{plan}",
+            lat.p50(),
+            lat.pct_ms(95.0)
+        ));
+        if ef == DEFAULT_HNSW_EF_SEARCH {
+            default_lat = lat;
+            default_recall = r;
+        }
+        pool.close().await.ok();
+    }
+    ctx.report.row(
+        "global",
+        "3",
+        format!(
+            "whole-table search (HNSW, top {K}), {n} rows, library default ef_search = {DEFAULT_HNSW_EF_SEARCH}: recall@10"
+        ),
+        format!(
+            "{default_recall:.4} (p50 {} ms, p95 {} ms)",
+            fmt_ms(default_lat.p50()),
+            fmt_ms(default_lat.pct_ms(95.0))
+        ),
+        "exact top 10",
+        "",
+        "≥ 0.95",
+        verdict(default_recall >= 0.95),
+    );
+
+    // Same SQL over the same (default) pool, and 2 concurrent clients.
+    let db = &ctx.db;
+    let mut lib = Samples::default();
+    let mut raw = Samples::default();
+    let fq = nq.min(50);
+    let fwarm = warmup.min(5);
+    for round in 0..fwarm + fq {
+        let i = round % fq;
+        let query = SearchQuery::new(embeddings[i].clone(), K as u32, SearchScope::All);
+        let vector = Vector::from(queries[i].clone());
+        for k in 0..2 {
+            let t = Instant::now();
+            if (round + k) % 2 == 0 {
+                search_chunks(db, &query).await?;
+                if round >= warmup {
+                    lib.push(t.elapsed());
+                }
+            } else {
+                pool_query(
+                    db,
+                    GLOBAL_SQL,
+                    vec![vector.clone().into(), (K as i64).into()],
+                )
+                .await?;
+                if round >= warmup {
+                    raw.push(t.elapsed());
+                }
+            }
+        }
+    }
+    ctx.report.info(
+        "global",
+        "3",
+        format!("whole-table search, ef_search {DEFAULT_HNSW_EF_SEARCH}: library vs same SQL over the same pool"),
+        lib.summary(),
+        format!("{} ({:.2}× p50)", raw.summary(), lib.p50() / raw.p50()),
+    );
+    let mut qps = Vec::new();
+    for clients in [1usize, 2] {
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let db = ctx.db.clone();
+            let embeddings = embeddings.clone();
+            tasks.push(tokio::spawn(async move {
+                for j in 0..embeddings.len() {
+                    let i = if c == 0 { j } else { embeddings.len() - 1 - j };
+                    let query = SearchQuery::new(embeddings[i].clone(), K as u32, SearchScope::All);
+                    search_chunks(&db, &query).await?;
+                }
+                Ok::<(), mockinterview_db::Error>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        qps.push(clients as f64 * nq as f64 / t.elapsed().as_secs_f64());
+    }
+    let (qps1, qps2) = (qps[0], qps[1]);
+    ctx.report.info(
+        "global",
+        "3",
+        format!("whole-table search throughput, ef_search {DEFAULT_HNSW_EF_SEARCH}: 2 concurrent clients vs 1"),
+        format!("{} queries/s", fmt_int(qps2)),
+        format!("{} queries/s (1 client; {:.2}× with 2)", fmt_int(qps1), qps2 / qps1),
+    );
+
+    // Filtered whole-table search: iterative scan (library) vs off.
+    let section = "skills";
+    let matching: Vec<usize> = (0..ctx.corpus.len())
+        .filter(|&i| ctx.corpus.extras[i].0 == section)
+        .collect();
+    let ftruth: Vec<_> = queries
+        .iter()
+        .map(|q| exact_top_k(&ctx.corpus, q, matching.iter().copied(), K))
+        .collect();
+    let off = crate::raw::connect(&ctx.url).await?;
+    off.batch_execute(&format!(
+        "SET hnsw.iterative_scan = off; SET hnsw.ef_search = {DEFAULT_HNSW_EF_SEARCH}"
+    ))
+    .await?;
+    let off_stmt = off.prepare(GLOBAL_FILTERED_SQL).await?;
+    let filter = serde_json::json!({ "section": section });
+    let (mut lat_on, mut lat_off) = (Samples::default(), Samples::default());
+    let (mut r_on, mut r_off) = (0.0, 0.0);
+    let fq = nq.min(50);
+    let fwarm = warmup.min(5);
+    for round in 0..fwarm + fq {
+        let i = round % fq;
+        let query = SearchQuery::new(embeddings[i].clone(), K as u32, SearchScope::All)
+            .filter("section", section);
+        let t = Instant::now();
+        let res = search_chunks(db, &query).await?;
+        let d_on = t.elapsed();
+        let vector = Vector::from(queries[i].clone());
+        let t = Instant::now();
+        let rows = off
+            .query(&off_stmt, &[&vector, &filter, &(K as i64)])
+            .await?;
+        let d_off = t.elapsed();
+        if round >= fwarm {
+            lat_on.push(d_on);
+            lat_off.push(d_off);
+            let ids: Vec<Uuid> = res.iter().map(|m| m.id).collect();
+            r_on += recall(&ctx.corpus, &queries[i], &indexes(ctx, &ids), &ftruth[i]);
+            r_off += recall(
+                &ctx.corpus,
+                &queries[i],
+                &indexes(ctx, &decode_tp(&rows)),
+                &ftruth[i],
+            );
+        }
+    }
+    let share = matching.len() as f64 / ctx.corpus.len() as f64 * 100.0;
+    ctx.report.info(
+        "global",
+        "3",
+        format!(
+            "filtered whole-table search (`section = {section}`, {share:.0}% of rows): library (iterative scan, strict order) vs iterative scan off"
+        ),
+        format!("recall {:.4}, p50 {} ms", r_on / fq as f64, fmt_ms(lat_on.p50())),
+        format!("recall {:.4}, p50 {} ms (off)", r_off / fq as f64, fmt_ms(lat_off.p50())),
+    );
+    ctx.report.detail(
+        format!("Whole-table search: recall@10 and latency per `hnsw.ef_search` ({nq} queries, {n} rows)"),
+        sweep,
+    );
+    Ok(())
+}
