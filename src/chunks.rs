@@ -110,6 +110,17 @@ pub struct ChunkMatch {
     pub score: f64,
 }
 
+/// One resume's new chunk set, for [`replace_chunks_bulk`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResumeChunks<'a> {
+    /// Owner of the resume.
+    pub user_id: Uuid,
+    /// The resume whose chunks are replaced.
+    pub resume_id: Uuid,
+    /// Its new chunks (may be empty: the resume then has none).
+    pub chunks: &'a [NewChunk],
+}
+
 /// Replaces all chunks of a resume with `chunks`, atomically: in one
 /// transaction the resume row is locked (concurrent replacements of the same
 /// resume queue up), its old chunks are deleted and the new ones are loaded
@@ -117,7 +128,8 @@ pub struct ChunkMatch {
 /// size). Readers see either the old or the new set, never a mix.
 ///
 /// Takes the pool rather than any connection because `COPY` needs a raw
-/// connection; it runs its own transaction.
+/// connection; it runs its own transaction. For many resumes at once (first
+/// load, re-embedding everything) use [`replace_chunks_bulk`].
 ///
 /// Returns the new chunk ids, in input order.
 ///
@@ -144,39 +156,111 @@ pub async fn replace_resume_chunks(
     resume_id: Uuid,
     chunks: &[NewChunk],
 ) -> Result<Vec<Uuid>> {
-    let ids: Vec<Uuid> = chunks.iter().map(|_| Uuid::new_v4()).collect();
-    let payload = encode_copy(user_id, resume_id, chunks, &ids)?;
+    let set = ResumeChunks {
+        user_id,
+        resume_id,
+        chunks,
+    };
+    Ok(replace_chunks_bulk(db, &[set]).await?.remove(0))
+}
+
+/// Replaces the chunks of many resumes in one transaction: every resume row
+/// is locked (in id order, so concurrent calls cannot deadlock), all their
+/// old chunks are deleted with one statement, and all new chunks are loaded
+/// with one binary `COPY` stream. Use it for first loads and re-embedding;
+/// batches of a few thousand resumes keep the transaction reasonably short.
+///
+/// Returns the new chunk ids per resume, in input order.
+///
+/// # Errors
+/// [`Error::Validation`] for an empty text, a reserved metadata key or a
+/// resume listed twice (nothing is written); [`Error::NotFound`] when a
+/// resume does not exist or belongs to another user (nothing is written).
+///
+/// ```no_run
+/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid,
+/// #            a: uuid::Uuid, b: uuid::Uuid, ca: Vec<mockinterview_db::NewChunk>,
+/// #            cb: Vec<mockinterview_db::NewChunk>) -> mockinterview_db::Result<()> {
+/// use mockinterview_db::chunks::{replace_chunks_bulk, ResumeChunks};
+/// let ids = replace_chunks_bulk(db, &[
+///     ResumeChunks { user_id, resume_id: a, chunks: &ca },
+///     ResumeChunks { user_id, resume_id: b, chunks: &cb },
+/// ]).await?;
+/// # Ok(()) }
+/// ```
+#[tracing::instrument(skip(db, sets), fields(resumes = sets.len()))]
+pub async fn replace_chunks_bulk(
+    db: &DatabaseConnection,
+    sets: &[ResumeChunks<'_>],
+) -> Result<Vec<Vec<Uuid>>> {
+    // Validate everything before touching the database.
+    let mut seen = std::collections::HashSet::with_capacity(sets.len());
+    for set in sets {
+        if !seen.insert(set.resume_id) {
+            return Err(Error::Validation {
+                field: "resume_id",
+                reason: format!("resume {} is listed twice", set.resume_id),
+            });
+        }
+        validate_chunks(set.chunks)?;
+    }
+    let ids: Vec<Vec<Uuid>> = sets
+        .iter()
+        .map(|s| s.chunks.iter().map(|_| Uuid::new_v4()).collect())
+        .collect();
+    let resume_ids: Vec<Uuid> = sets.iter().map(|s| s.resume_id).collect();
 
     let pool = db.get_postgres_connection_pool();
     let mut tx = pool.begin().await.map_err(sqlx_err)?;
-    let owned: Option<(i32,)> =
-        sqlx::query_as("SELECT 1 FROM resumes WHERE id = $1 AND user_id = $2 FOR UPDATE")
-            .bind(resume_id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
+    let owners: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT id, user_id FROM resumes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&resume_ids)
+            .fetch_all(&mut *tx)
             .await
             .map_err(sqlx_err)?;
-    if owned.is_none() {
-        return Err(crate::resumes::not_found(resume_id));
+    let owners: std::collections::HashMap<Uuid, Uuid> = owners.into_iter().collect();
+    if let Some(set) = sets
+        .iter()
+        .find(|s| owners.get(&s.resume_id) != Some(&s.user_id))
+    {
+        return Err(crate::resumes::not_found(set.resume_id));
     }
-    sqlx::query("DELETE FROM resume_chunks WHERE metadata->>'resume_id' = $1")
-        .bind(resume_id.to_string())
+    let resume_keys: Vec<String> = resume_ids.iter().map(Uuid::to_string).collect();
+    sqlx::query("DELETE FROM resume_chunks WHERE metadata->>'resume_id' = ANY($1)")
+        .bind(&resume_keys)
         .execute(&mut *tx)
         .await
         .map_err(sqlx_err)?;
-    if !chunks.is_empty() {
+    if sets.iter().any(|s| !s.chunks.is_empty()) {
         let mut copy = tx
             .copy_in_raw(
                 "COPY resume_chunks (id, text, metadata, embedding) FROM STDIN (FORMAT binary)",
             )
             .await
             .map_err(sqlx_err)?;
-        copy.send(payload).await.map_err(sqlx_err)?;
+        // Stream in pieces of about 1 MiB: bounded memory, and the server
+        // starts inserting while the rest is encoded.
+        let mut buf = copy_header();
+        for (set, set_ids) in sets.iter().zip(&ids) {
+            for (chunk, id) in set.chunks.iter().zip(set_ids) {
+                encode_row(&mut buf, set.user_id, set.resume_id, chunk, *id)?;
+                if buf.len() >= COPY_SEND_BYTES {
+                    copy.send(std::mem::take(&mut buf))
+                        .await
+                        .map_err(sqlx_err)?;
+                }
+            }
+        }
+        buf.extend_from_slice(&(-1_i16).to_be_bytes()); // trailer
+        copy.send(buf).await.map_err(sqlx_err)?;
         copy.finish().await.map_err(sqlx_err)?;
     }
     tx.commit().await.map_err(sqlx_err)?;
     Ok(ids)
 }
+
+/// Size of the pieces a `COPY` is sent in.
+const COPY_SEND_BYTES: usize = 1 << 20;
 
 /// The resume's chunks, as stored, in no particular order.
 ///
@@ -308,21 +392,9 @@ pub async fn search_chunks<C: ConnectionTrait>(
         .collect()
 }
 
-/// Encodes the rows in PostgreSQL's binary `COPY` format.
-fn encode_copy(
-    user_id: Uuid,
-    resume_id: Uuid,
-    chunks: &[NewChunk],
-    ids: &[Uuid],
-) -> Result<Vec<u8>> {
-    const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0";
-    let dims = entity::EMBEDDING_DIMENSIONS;
-    let mut buf = Vec::with_capacity(32 + chunks.len() * (dims * 4 + 256));
-    buf.extend_from_slice(HEADER);
-    buf.extend_from_slice(&0_i32.to_be_bytes()); // flags
-    buf.extend_from_slice(&0_i32.to_be_bytes()); // header extension length
-    let (user, resume) = (user_id.to_string(), resume_id.to_string());
-    for (i, (chunk, id)) in chunks.iter().zip(ids).enumerate() {
+/// Checks what the database would not: non-empty text, no reserved keys.
+fn validate_chunks(chunks: &[NewChunk]) -> Result<()> {
+    for (i, chunk) in chunks.iter().enumerate() {
         if chunk.text.trim().is_empty() {
             return Err(Error::Validation {
                 field: "text",
@@ -339,40 +411,61 @@ fn encode_copy(
                 });
             }
         }
-        let mut metadata = chunk.extra_metadata.clone();
-        metadata.insert(METADATA_USER_ID.into(), Json::String(user.clone()));
-        metadata.insert(METADATA_RESUME_ID.into(), Json::String(resume.clone()));
-        let metadata = serde_json::to_vec(&metadata).map_err(|e| Error::Validation {
-            field: "metadata",
-            reason: e.to_string(),
-        })?;
-
-        buf.extend_from_slice(&4_i16.to_be_bytes()); // field count
-        field(&mut buf, id.as_bytes());
-        field(&mut buf, chunk.text.as_bytes());
-        // jsonb binary format: version byte 1, then the JSON text.
-        buf.extend_from_slice(
-            &(i32::try_from(metadata.len() + 1).unwrap_or(i32::MAX)).to_be_bytes(),
-        );
-        buf.push(1);
-        buf.extend_from_slice(&metadata);
-        // vector binary format: int16 dimensions, int16 unused, float4 values.
-        let values = chunk.embedding.as_slice();
-        buf.extend_from_slice(
-            &(i32::try_from(4 + values.len() * 4).unwrap_or(i32::MAX)).to_be_bytes(),
-        );
-        buf.extend_from_slice(&(i16::try_from(values.len()).unwrap_or(i16::MAX)).to_be_bytes());
-        buf.extend_from_slice(&0_i16.to_be_bytes());
-        for v in values {
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
     }
-    buf.extend_from_slice(&(-1_i16).to_be_bytes()); // trailer
-    Ok(buf)
+    Ok(())
+}
+
+/// The header of PostgreSQL's binary `COPY` format.
+fn copy_header() -> Vec<u8> {
+    let mut buf = Vec::with_capacity(COPY_SEND_BYTES + 8192);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0_i32.to_be_bytes()); // flags
+    buf.extend_from_slice(&0_i32.to_be_bytes()); // header extension length
+    buf
+}
+
+/// Appends one `(id, text, metadata, embedding)` row in binary `COPY` format.
+fn encode_row(
+    buf: &mut Vec<u8>,
+    user_id: Uuid,
+    resume_id: Uuid,
+    chunk: &NewChunk,
+    id: Uuid,
+) -> Result<()> {
+    let mut metadata = chunk.extra_metadata.clone();
+    metadata.insert(METADATA_USER_ID.into(), Json::String(user_id.to_string()));
+    metadata.insert(
+        METADATA_RESUME_ID.into(),
+        Json::String(resume_id.to_string()),
+    );
+    let metadata = serde_json::to_vec(&metadata).map_err(|e| Error::Validation {
+        field: "metadata",
+        reason: e.to_string(),
+    })?;
+    buf.extend_from_slice(&4_i16.to_be_bytes()); // field count
+    field(buf, id.as_bytes());
+    field(buf, chunk.text.as_bytes());
+    // jsonb binary format: version byte 1, then the JSON text.
+    buf.extend_from_slice(&len_i32(metadata.len() + 1).to_be_bytes());
+    buf.push(1);
+    buf.extend_from_slice(&metadata);
+    // vector binary format: int16 dimensions, int16 unused, float4 values.
+    let values = chunk.embedding.as_slice();
+    buf.extend_from_slice(&len_i32(4 + values.len() * 4).to_be_bytes());
+    buf.extend_from_slice(&(values.len() as i16).to_be_bytes()); // 768, validated
+    buf.extend_from_slice(&0_i16.to_be_bytes());
+    for v in values {
+        buf.extend_from_slice(&v.to_be_bytes());
+    }
+    Ok(())
+}
+
+fn len_i32(len: usize) -> i32 {
+    i32::try_from(len).unwrap_or(i32::MAX)
 }
 
 fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
-    buf.extend_from_slice(&(i32::try_from(bytes.len()).unwrap_or(i32::MAX)).to_be_bytes());
+    buf.extend_from_slice(&len_i32(bytes.len()).to_be_bytes());
     buf.extend_from_slice(bytes);
 }
 

@@ -298,3 +298,96 @@ async fn k_out_of_range_is_a_validation_error() {
         ));
     }
 }
+
+#[tokio::test]
+async fn bulk_replace_covers_many_resumes_in_one_transaction() {
+    use mockinterview_db::chunks::{ResumeChunks, replace_chunks_bulk};
+    let db = TestDatabase::new().await;
+    let (ada, ada_cv) = ada_with_chunks(db.conn(), 4).await;
+    let ada_other = resume(db.conn(), ada.id, "other").await;
+    let bob = user(db.conn(), "bob").await;
+    let bob_cv = resume(db.conn(), bob.id, "cv").await;
+    let (a, b, c) = (chunks(10, 3), chunks(11, 0), chunks(12, 5));
+    let set = |user_id, resume_id, chunks| ResumeChunks {
+        user_id,
+        resume_id,
+        chunks,
+    };
+
+    let ids = replace_chunks_bulk(
+        db.conn(),
+        &[
+            set(ada.id, ada_cv.id, &a),
+            set(ada.id, ada_other.id, &b),
+            set(bob.id, bob_cv.id, &c),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), [3, 0, 5]);
+    assert_eq!(
+        chunks::resume_chunks(db.conn(), ada.id, ada_cv.id)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let stored = chunks::resume_chunks(db.conn(), bob.id, bob_cv.id)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 5);
+    assert!(
+        stored
+            .iter()
+            .all(|c| c.metadata.as_ref().unwrap()["user_id"] == json!(bob.id.to_string()))
+    );
+
+    // A resume of another user anywhere in the batch: nothing is written.
+    let err = replace_chunks_bulk(
+        db.conn(),
+        &[set(ada.id, ada_cv.id, &c), set(ada.id, bob_cv.id, &a)],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                entity: "resume",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The same resume twice: rejected before writing.
+    let err = replace_chunks_bulk(
+        db.conn(),
+        &[set(ada.id, ada_cv.id, &a), set(ada.id, ada_cv.id, &c)],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Validation {
+                field: "resume_id",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        chunks::resume_chunks(db.conn(), ada.id, ada_cv.id)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        chunks::resume_chunks(db.conn(), bob.id, bob_cv.id)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
