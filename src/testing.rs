@@ -7,6 +7,12 @@
 //! dropped when the guard is dropped, also when the test panics, and
 //! leftovers of crashed runs are swept when the next run starts.
 //!
+//! Administrative work (building the template, creating and dropping
+//! databases) runs on one process-wide background runtime with one admin
+//! connection, so each test only opens its own pool. Once a process has
+//! handed out a database, it clones the next one in the background while the
+//! test runs, so later tests usually find one ready.
+//!
 //! The server comes from `DATABASE_URL` (environment or `.env`); the role
 //! needs `CREATEDB`. With `MOCKINTERVIEW_KEEP_TEST_DB=1` the databases are kept
 //! for inspection and their names printed.
@@ -22,7 +28,8 @@
 //! }
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use migration::{Migrator, MigratorTrait};
@@ -41,13 +48,12 @@ const SWEEP_AFTER: Duration = Duration::from_secs(15 * 60);
 const TEMPLATE_LOCK_KEY: i64 = 0x6d69_5f74_656d_706c; // "mi_templ"
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-static SWEPT: AtomicBool = AtomicBool::new(false);
 
 /// An isolated database for one test, dropped with the guard.
 pub struct TestDatabase {
     name: String,
     url: String,
-    admin_url: String,
+    admin: Arc<Admin>,
     conn: Option<DatabaseConnection>,
 }
 
@@ -81,11 +87,13 @@ impl TestDatabase {
     /// the server is down, [`Error::Database`] when creating or migrating the
     /// database fails.
     pub async fn try_new() -> Result<Self> {
-        let admin_url = admin_url()?;
-        let admin = admin_connection(&admin_url).await?;
-        sweep_once(&admin).await?;
-        let template = ensure_template(&admin, &admin_url).await?;
-        Self::create(&admin, admin_url, Some(&template)).await
+        let admin = Admin::get().await?;
+        let name = on_admin_runtime({
+            let admin = admin.clone();
+            async move { admin.take_clone().await }
+        })
+        .await?;
+        Self::open(admin, name).await
     }
 
     /// Like [`TestDatabase::empty`], returning errors.
@@ -93,35 +101,23 @@ impl TestDatabase {
     /// # Errors
     /// As [`TestDatabase::try_new`].
     pub async fn try_empty() -> Result<Self> {
-        let admin_url = admin_url()?;
-        let admin = admin_connection(&admin_url).await?;
-        sweep_once(&admin).await?;
-        Self::create(&admin, admin_url, None).await
+        let admin = Admin::get().await?;
+        let name = on_admin_runtime({
+            let admin = admin.clone();
+            async move { admin.create_database(None).await }
+        })
+        .await?;
+        Self::open(admin, name).await
     }
 
-    async fn create(
-        admin: &DatabaseConnection,
-        admin_url: String,
-        template: Option<&str>,
-    ) -> Result<Self> {
-        let name = format!(
-            "{TEST_DB_PREFIX}{}_{}_{}",
-            unix_now(),
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        );
-        let sql = match template {
-            Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
-            None => format!("CREATE DATABASE \"{name}\""),
-        };
-        admin.execute_unprepared(&sql).await?;
-        admin.clone().close().await.ok();
-        let url = with_database(&admin_url, &name);
+    /// Takes ownership of the created database `name` and connects to it.
+    async fn open(admin: Arc<Admin>, name: String) -> Result<Self> {
+        let url = with_database(&admin.url, &name);
         // From here on the guard owns the database and drops it on failure.
         let mut db = Self {
             name,
             url,
-            admin_url,
+            admin,
             conn: None,
         };
         let mut config = DbConfig::new(db.url.clone());
@@ -158,32 +154,17 @@ impl Drop for TestDatabase {
             eprintln!("keeping test database {} ({})", self.name, self.url);
             return;
         }
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop can't await, and the test's runtime may be single-threaded:
-        // run the DROP on a runtime of its own in a helper thread.
-        let outcome = std::thread::spawn(move || -> Result<()> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Error::Config(format!("cannot start a runtime: {e}")))?;
-            rt.block_on(async move {
-                let admin = admin_connection(&admin_url).await?;
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .await?;
-                admin.close().await.ok();
-                Ok(())
-            })
-        })
-        .join();
-        match outcome {
+        // Drop can't await: run the DROP on the admin runtime and wait for it
+        // here (this thread only blocks; the work happens on the admin's).
+        let (done, wait) = std::sync::mpsc::channel();
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        admin_runtime().spawn(async move {
+            let _ = done.send(drop_database(&admin.conn, &name).await);
+        });
+        match wait.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("could not drop test database {}: {e}", self.name),
-            Err(_) => eprintln!(
-                "could not drop test database {}: helper panicked",
-                self.name
-            ),
+            Err(_) => eprintln!("could not drop test database {}: admin task died", self.name),
         }
     }
 }
@@ -209,8 +190,84 @@ fn fixture_failure(e: &Error) -> String {
     )
 }
 
-fn admin_url() -> Result<String> {
-    Ok(DbConfig::from_env()?.url)
+/// How many migrated clones a process keeps ready ahead of its tests.
+const PREFETCH: usize = 1;
+
+/// Process-wide administration: one connection to the server's own
+/// database (from `DATABASE_URL`), the template, and prefetched clones. It
+/// lives on [`admin_runtime`], because a pool must stay on the runtime that
+/// opened it and every `#[tokio::test]` has a runtime of its own.
+struct Admin {
+    url: String,
+    conn: DatabaseConnection,
+    template: String,
+    ready: Mutex<Vec<String>>,
+    handed_out: AtomicUsize,
+}
+
+static ADMIN: tokio::sync::OnceCell<Arc<Admin>> = tokio::sync::OnceCell::const_new();
+
+impl Admin {
+    /// Connects, sweeps leftovers and builds the template, once per process.
+    async fn get() -> Result<Arc<Admin>> {
+        ADMIN
+            .get_or_try_init(|| on_admin_runtime(Admin::start()))
+            .await
+            .cloned()
+    }
+
+    async fn start() -> Result<Arc<Admin>> {
+        let url = DbConfig::from_env()?.url;
+        let conn = admin_connection(&url).await?;
+        sweep(&conn, &url).await?;
+        let template = ensure_template(&conn, &url).await?;
+        Ok(Arc::new(Admin {
+            url,
+            conn,
+            template,
+            ready: Mutex::new(Vec::new()),
+            handed_out: AtomicUsize::new(0),
+        }))
+    }
+
+    /// A migrated clone: a prefetched one if ready, else a new one. From the
+    /// second request of a process on, the next clone is prepared in the
+    /// background (a process that runs one test prepares none).
+    async fn take_clone(self: Arc<Self>) -> Result<String> {
+        let prefetched = self.ready.lock().expect("not poisoned").pop();
+        let name = match prefetched {
+            Some(name) => name,
+            None => self.create_database(Some(&self.template)).await?,
+        };
+        if self.handed_out.fetch_add(1, Ordering::SeqCst) >= 1 {
+            let admin = self.clone();
+            tokio::spawn(async move {
+                if admin.ready.lock().expect("not poisoned").len() >= PREFETCH {
+                    return;
+                }
+                match admin.create_database(Some(&admin.template)).await {
+                    Ok(name) => admin.ready.lock().expect("not poisoned").push(name),
+                    Err(e) => tracing::warn!("could not prefetch a test database: {e}"),
+                }
+            });
+        }
+        Ok(name)
+    }
+
+    async fn create_database(&self, template: Option<&str>) -> Result<String> {
+        let name = format!(
+            "{TEST_DB_PREFIX}{}_{}_{}",
+            unix_now(),
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
+            None => format!("CREATE DATABASE \"{name}\""),
+        };
+        self.conn.execute_unprepared(&sql).await?;
+        Ok(name)
+    }
 }
 
 async fn admin_connection(url: &str) -> Result<DatabaseConnection> {
@@ -219,6 +276,31 @@ async fn admin_connection(url: &str) -> Result<DatabaseConnection> {
     config.max_connections = 1;
     config.application_name = "mockinterview-db-test-admin".into();
     config.connect().await
+}
+
+/// The process-wide runtime that owns the admin connection.
+fn admin_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("mockinterview-test-admin")
+            .enable_all()
+            .build()
+            .expect("start the test fixture's admin runtime")
+    })
+}
+
+/// Runs `fut` on the admin runtime and waits for it from any runtime.
+async fn on_admin_runtime<T, F>(fut: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    admin_runtime()
+        .spawn(fut)
+        .await
+        .map_err(|e| Error::Config(format!("test fixture admin task failed: {e}")))?
 }
 
 /// Builds the template database once per schema fingerprint, under an
@@ -271,12 +353,13 @@ async fn build_template(admin: &DatabaseConnection, admin_url: &str, template: &
     Ok(())
 }
 
-/// Drops leftover test databases of crashed runs (once per process).
-async fn sweep_once(admin: &DatabaseConnection) -> Result<()> {
-    if SWEPT.swap(true, Ordering::SeqCst) {
-        return Ok(());
-    }
+/// Drops leftover test databases of earlier runs: those nobody is connected
+/// to that are older than [`SWEEP_AFTER`] or, on a server on this machine,
+/// whose creating process is gone (a crashed run, or a prefetched clone a
+/// finished run did not use).
+async fn sweep(admin: &DatabaseConnection, url: &str) -> Result<()> {
     let cutoff = unix_now().saturating_sub(SWEEP_AFTER.as_secs());
+    let local = is_local(url);
     let rows = admin
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -288,16 +371,29 @@ async fn sweep_once(admin: &DatabaseConnection) -> Result<()> {
         .await?;
     for row in rows {
         let name: String = row.try_get("", "datname")?;
-        let created = name
-            .strip_prefix(TEST_DB_PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|ts| ts.parse::<u64>().ok());
-        if created.is_some_and(|t| t < cutoff) {
+        let mut parts = name.strip_prefix(TEST_DB_PREFIX).unwrap_or("").split('_');
+        let created = parts.next().and_then(|t| t.parse::<u64>().ok());
+        let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
+        let owner_gone = local
+            && pid.is_some_and(|p| {
+                p != std::process::id() && !std::path::Path::new(&format!("/proc/{p}")).exists()
+            });
+        if created.is_some_and(|t| t < cutoff) || owner_gone {
             tracing::info!(database = %name, "sweeping leftover test database");
             drop_database(admin, &name).await?;
         }
     }
     Ok(())
+}
+
+/// True when the URL's host is this machine (so its process ids are ours).
+fn is_local(url: &str) -> bool {
+    let target = crate::config::redact_url(url);
+    let host = match target.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => target.split(['/', ':']).next().unwrap_or(""),
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "::1" | "")
 }
 
 async fn database_exists(admin: &DatabaseConnection, name: &str) -> Result<bool> {
@@ -365,7 +461,16 @@ fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{is_local, with_database};
+
+    #[test]
+    fn local_hosts_are_recognised() {
+        assert!(is_local("postgres://u:p@127.0.0.1:5432/db"));
+        assert!(is_local("postgres://u:p@localhost/db"));
+        assert!(is_local("postgres://u:p@[::1]:5432/db"));
+        assert!(!is_local("postgres://u:p@db.example.com:5432/db"));
+        assert!(!is_local("postgres://u:p@10.0.0.5/db"));
+    }
 
     #[test]
     fn with_database_replaces_name_and_keeps_query() {
