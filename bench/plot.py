@@ -39,7 +39,7 @@ def main() -> None:
     for i, (e, x, y, plan) in enumerate(zip(ef, p50, recall, plans)):
         bold = e == LIBRARY_DEFAULT_EF
         label = f"ef={e}" + (" (library default)" if bold else "")
-        offset, ha = ((8, -14), "left") if i % 2 == 0 else ((-10, 8), "right")
+        offset, ha = ((8, -14), "left") if i % 2 == 0 else ((-12, 6), "right")
         if plan and "HNSW" not in plan:
             label += f"\nplanner: {plan}"
             offset, ha = (-10, -30), "right"
@@ -55,6 +55,7 @@ def main() -> None:
         )
     ax.axhline(TARGET_RECALL, color="tab:red", linestyle=":", linewidth=1, label="target recall 0.95")
     ax.set_xscale("log")
+    ax.set_xlim(min(p50) / 1.6, max(p95) * 1.3)
     ax.set_xlabel("latency per query, ms (log scale; 1 client)")
     ax.set_ylabel("recall@10 vs exact search")
     ax.set_title(f"Whole-table HNSW search: recall vs latency per hnsw.ef_search\n{src.parent.name} run")

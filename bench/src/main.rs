@@ -2,7 +2,8 @@
 //! PostgreSQL in one run (issue 5). See BENCHMARKS.md.
 //!
 //! ```bash
-//! cargo run --release -p mockinterview-bench -- --scale quick
+//! cargo build --release -p migration -p mockinterview-bench \
+//!   && target/release/mockinterview-bench --scale quick
 //! ```
 //!
 //! It creates its own database `mi_bench_<scale>` on the server named by
@@ -92,7 +93,7 @@ pub struct Args {
     topics: Option<usize>,
     /// Rows of the bulk-import comparison (every path loads the same first
     /// rows; the rest is then loaded by binary COPY, not measured). Default:
-    /// smoke 5k, quick 20k, large 100k.
+    /// smoke 5k, quick 100k (all), large 100k.
     #[arg(long)]
     ingest_rows: Option<usize>,
     /// Rows of the HNSW build comparison (defaults vs recommended settings,
@@ -163,7 +164,7 @@ impl Args {
         self.ingest_rows
             .unwrap_or(match self.scale {
                 Scale::Smoke => 5_000,
-                Scale::Quick => 20_000,
+                Scale::Quick => 100_000,
                 Scale::Large => 100_000,
             })
             .min(self.chunks())
@@ -208,7 +209,7 @@ impl Args {
     pub fn steady_resumes(&self) -> usize {
         self.steady_resumes.unwrap_or(match self.scale {
             Scale::Smoke => 10,
-            _ => 20,
+            _ => 40,
         })
     }
 
@@ -228,7 +229,7 @@ impl Args {
     /// The command reproducing a section.
     pub fn command(&self, section: &str) -> String {
         let mut c = format!(
-            "cargo run --release -p mockinterview-bench -- --scale {}",
+            "target/release/mockinterview-bench --scale {}",
             self.scale_name()
         );
         if let Some(n) = self.chunks {
@@ -326,7 +327,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let env = environment(&admin).await?;
     progress(&format!("server: {env}"));
 
-    // The migration CLI is timed in the migrate section; build it first.
+    // The migration CLI is timed in the migrate section.
     let migration_bin = if args.wants(Section::Migrate) {
         fixture::migration_binary()
     } else {
