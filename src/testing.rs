@@ -164,7 +164,10 @@ impl Drop for TestDatabase {
         match wait.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("could not drop test database {}: {e}", self.name),
-            Err(_) => eprintln!("could not drop test database {}: admin task died", self.name),
+            Err(_) => eprintln!(
+                "could not drop test database {}: admin task died",
+                self.name
+            ),
         }
     }
 }
