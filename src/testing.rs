@@ -439,8 +439,8 @@ async fn drop_database(admin: &DatabaseConnection, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `url` with its database name replaced by `database`.
-pub(crate) fn with_database(url: &str, database: &str) -> String {
+/// `url` with its database name replaced by `database` (query kept).
+pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -454,6 +454,31 @@ pub(crate) fn with_database(url: &str, database: &str) -> String {
         Some(q) => format!("{root}/{database}?{q}"),
         None => format!("{root}/{database}"),
     }
+}
+
+/// `pg_dump --schema-only --no-owner --no-privileges` of the database at
+/// `url`, without the random `\restrict` token lines of pg_dump 15.14+, for
+/// comparing schemas (e.g. that up, down, up gives the same schema).
+///
+/// # Panics
+/// When `pg_dump` is not installed or fails (its major version must be at
+/// least the server's).
+pub fn schema_dump(url: &str) -> String {
+    let out = std::process::Command::new("pg_dump")
+        .args(["--schema-only", "--no-owner", "--no-privileges", url])
+        .output()
+        .expect("pg_dump must be installed (package postgresql-client)");
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8 dump")
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn unix_now() -> u64 {

@@ -282,22 +282,7 @@ impl Ctx {
     }
 }
 
-/// `url` with its database replaced.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{database}?{q}"),
-        None => format!("{root}/{database}"),
-    }
-}
+pub use mockinterview_db::testing::with_database;
 
 /// The HNSW index as migration 003 creates it.
 pub const HNSW_INDEX_SQL: &str = "CREATE INDEX idx_resume_chunks_embedding \

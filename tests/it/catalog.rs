@@ -84,26 +84,7 @@ pub async fn functions(db: &DatabaseConnection) -> Vec<String> {
     .await
 }
 
-/// `pg_dump --schema-only` of the database at `url`, without the migration
-/// bookkeeping table's rows (schema-only has none anyway).
-pub fn schema_dump(url: &str) -> String {
-    let out = std::process::Command::new("pg_dump")
-        .args(["--schema-only", "--no-owner", "--no-privileges", url])
-        .output()
-        .expect("pg_dump must be installed (package postgresql-client)");
-    assert!(
-        out.status.success(),
-        "pg_dump failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // `\restrict` lines carry a random token per run (pg_dump 15.14+).
-    String::from_utf8(out.stdout)
-        .expect("utf-8 dump")
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+pub use mockinterview_db::testing::schema_dump;
 
 /// Asserts two schema dumps are equal, showing the first differing lines.
 pub fn assert_same_schema(actual: &str, expected: &str, what: &str) {

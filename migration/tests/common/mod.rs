@@ -117,25 +117,8 @@ pub async fn count<C: ConnectionTrait>(db: &C, sql: &str) -> i64 {
         .expect("a count")
 }
 
-/// `pg_dump --schema-only` of the database at `url`.
-pub fn schema_dump(url: &str) -> String {
-    let out = Command::new("pg_dump")
-        .args(["--schema-only", "--no-owner", "--no-privileges", url])
-        .output()
-        .expect("pg_dump must be installed (package postgresql-client)");
-    assert!(
-        out.status.success(),
-        "pg_dump failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // `\restrict` lines carry a random token per run (pg_dump 15.14+).
-    String::from_utf8(out.stdout)
-        .expect("utf-8 dump")
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+#[allow(unused_imports)] // not every test binary compares schemas
+pub use mockinterview_db::testing::schema_dump;
 
 /// `url` with user `user` and password `password`.
 pub fn with_user(url: &str, user: &str, password: &str) -> String {
