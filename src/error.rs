@@ -86,18 +86,7 @@ impl From<DbErr> for Error {
     }
 }
 
-/// The PostgreSQL SQLSTATE code of a database error, if it came from the server.
-pub(crate) fn sqlstate(err: &DbErr) -> Option<String> {
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e))
-        | DbErr::Conn(RuntimeErr::SqlxError(e)) => e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.into_owned()),
-        _ => None,
-    }
-}
+pub(crate) use migration::safety::sqlstate;
 
 /// The server's message (plus constraint name when there is one).
 fn database_message(err: &DbErr) -> String {

@@ -61,7 +61,7 @@ pub async fn dry_run_up(
 }
 
 /// Migrations recorded in `seaql_migrations` (none if it does not exist).
-async fn recorded<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
+pub(crate) async fn recorded<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
     let exists = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,

@@ -12,7 +12,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 use serde::Serialize;
 
-use crate::catalog::{Catalog, MIGRATION_TABLE, ObjectKind};
+use crate::catalog::{Catalog, ObjectKind};
 use crate::expected::{self, ObjectSpec};
 use crate::{Migrator, lock};
 
@@ -181,30 +181,7 @@ async fn migrations_status<C: ConnectionTrait>(db: &C) -> Result<MigrationsStatu
         .iter()
         .map(|m| m.name().to_owned())
         .collect();
-    let has_table = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!(
-                "SELECT to_regclass(quote_ident(current_schema()) || '.{MIGRATION_TABLE}') \
-                 IS NOT NULL AS found"
-            ),
-        ))
-        .await?
-        .map(|r| r.try_get::<bool>("", "found"))
-        .transpose()?
-        .unwrap_or(false);
-    let recorded: Vec<String> = if has_table {
-        db.query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!("SELECT version FROM {MIGRATION_TABLE} ORDER BY version"),
-        ))
-        .await?
-        .iter()
-        .map(|r| r.try_get("", "version"))
-        .collect::<Result<_, _>>()?
-    } else {
-        Vec::new()
-    };
+    let recorded = crate::dry_run::recorded(db).await?;
     Ok(MigrationsStatus {
         applied: known
             .iter()
