@@ -489,7 +489,18 @@ fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_local, with_database};
+    use super::{fixture_failure, is_local, with_database};
+    use crate::error::Error;
+
+    #[test]
+    fn fixture_failure_says_how_to_start_the_database() {
+        let msg = fixture_failure(&Error::Config("DATABASE_URL is not set".into()));
+        assert!(msg.contains("DATABASE_URL is not set"), "{msg}");
+        assert!(
+            msg.contains("scripts/db-up") && msg.contains("scripts/test"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn local_hosts_are_recognised() {
