@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
+use pgconn::DbUrl;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UNAVAILABLE_REASON};
 
 /// Connection settings. Build one with [`DbConfig::from_env`] or
 /// [`DbConfig::new`] and adjust the public fields.
@@ -79,34 +80,18 @@ impl DbConfig {
     /// # Ok(()) }
     /// ```
     pub fn from_env() -> Result<Self> {
-        let _ = dotenvy::dotenv();
-        let url = std::env::var("DATABASE_URL").map_err(|_| {
-            Error::Config(
-                "DATABASE_URL is not set: put `DATABASE_URL=postgres://user:password@host:5432/db` \
-                 in the environment or in a .env file (the project's .env points at the local \
-                 database that scripts/db-up provisions)"
-                    .into(),
-            )
-        })?;
-        let config = Self::new(url);
-        config.check_url()?;
-        Ok(config)
+        let url = DbUrl::from_env().map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Self::new(url.as_str()))
     }
 
     /// `host:port/dbname` of the URL, without credentials, for messages.
     pub fn target(&self) -> String {
-        redact_url(&self.url)
+        self.db_url()
+            .map_or_else(|_| "an invalid DATABASE_URL".to_owned(), |u| u.target())
     }
 
-    fn check_url(&self) -> Result<()> {
-        if self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") {
-            Ok(())
-        } else {
-            Err(Error::Config(format!(
-                "DATABASE_URL must be a PostgreSQL URL (postgres://...), got `{}`",
-                self.target()
-            )))
-        }
+    fn db_url(&self) -> Result<DbUrl> {
+        DbUrl::parse(&self.url).map_err(|e| Error::Config(e.to_string()))
     }
 
     fn connect_options(&self) -> ConnectOptions {
@@ -140,9 +125,10 @@ impl DbConfig {
     /// server cannot be reached or refuses the login.
     #[tracing::instrument(skip(self), fields(target = %self.target()))]
     pub async fn connect(&self) -> Result<DatabaseConnection> {
-        self.check_url()?;
+        let url = self.db_url()?;
         let unavailable = |source| Error::Unavailable {
-            target: self.target(),
+            target: url.target(),
+            reason: UNAVAILABLE_REASON.into(),
             source,
         };
         let db = Database::connect(self.connect_options())
@@ -212,6 +198,7 @@ pub async fn readiness<C: ConnectionTrait>(db: &C) -> Result<Readiness> {
             e @ (sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)) => {
                 Error::Unavailable {
                     target: "the configured database".into(),
+                    reason: UNAVAILABLE_REASON.into(),
                     source: e,
                 }
             }
@@ -248,31 +235,19 @@ pub async fn require_pgvector<C: ConnectionTrait>(db: &C) -> Result<Readiness> {
     Err(Error::PgvectorMissing { detail })
 }
 
-/// Drops the `user:password@` part of a URL.
-pub(crate) fn redact_url(url: &str) -> String {
-    let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let host_part = without_scheme
-        .rsplit_once('@')
-        .map_or(without_scheme, |(_, rest)| rest);
-    host_part.split('?').next().unwrap_or(host_part).to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn redact_url_hides_credentials() {
-        assert_eq!(
-            redact_url("postgres://u:secret@localhost:5432/db?sslmode=disable"),
-            "localhost:5432/db"
-        );
-        assert_eq!(redact_url("postgres://localhost/db"), "localhost/db");
+    fn target_hides_credentials() {
+        let config = DbConfig::new("postgres://u:secret@localhost:5432/db?sslmode=disable");
+        assert_eq!(config.target(), "localhost:5432/db");
     }
 
     #[test]
     fn rejects_non_postgres_url() {
-        let err = DbConfig::new("mysql://x@y/z").check_url().unwrap_err();
+        let err = DbConfig::new("mysql://x@y/z").db_url().unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! The error type returned by every fallible function of this crate.
 
-use sea_orm::{DbErr, RuntimeErr};
+use sea_orm::{DbErr, SqlErr};
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -35,14 +35,13 @@ pub enum Error {
         reason: String,
     },
 
-    /// The database server could not be reached.
-    #[error(
-        "database unavailable at {target}: {source}. Check that the server is running \
-         and DATABASE_URL is right; for the local database run `scripts/db-up`"
-    )]
+    /// The database server could not be reached, or the connection was lost.
+    #[error("database unavailable at {target}: {reason}")]
     Unavailable {
         /// `host:port/dbname` that was tried (never the password).
         target: String,
+        /// What happened and what to do.
+        reason: String,
         /// The underlying connection error.
         #[source]
         source: DbErr,
@@ -63,21 +62,24 @@ pub enum Error {
     #[error("configuration error: {0}")]
     Config(String),
 
-    /// Any other database error.
-    #[error("database error: {0}")]
+    /// Any other database error; the server's message is in the source.
+    #[error("database statement failed")]
     Database(#[source] DbErr),
 }
 
+/// What [`Error::Unavailable`] says when nothing more specific is known.
+pub(crate) const UNAVAILABLE_REASON: &str = "could not connect, or the connection was lost. \
+    Check that the server is running and DATABASE_URL is right; for the local database run \
+    `scripts/db-up`";
+
 impl From<DbErr> for Error {
     fn from(err: DbErr) -> Self {
-        match sqlstate(&err).as_deref() {
-            // unique_violation
-            Some("23505") => Error::Conflict {
-                message: database_message(&err),
-            },
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(message)) => Error::Conflict { message },
             _ => match err {
                 DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Error::Unavailable {
                     target: "the configured database".into(),
+                    reason: UNAVAILABLE_REASON.into(),
                     source: err,
                 },
                 other => Error::Database(other),
@@ -86,20 +88,10 @@ impl From<DbErr> for Error {
     }
 }
 
-pub(crate) use migration::safety::sqlstate;
-
-/// The server's message (plus constraint name when there is one).
-fn database_message(err: &DbErr) -> String {
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            match e.as_database_error() {
-                Some(d) => match d.constraint() {
-                    Some(c) => format!("{} (constraint {c})", d.message()),
-                    None => d.message().to_owned(),
-                },
-                None => e.to_string(),
-            }
-        }
-        other => other.to_string(),
-    }
+/// True for a foreign-key violation (the referenced row does not exist).
+pub(crate) fn is_foreign_key_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(SqlErr::ForeignKeyConstraintViolation(_))
+    )
 }

@@ -40,8 +40,10 @@ pub mod error;
 pub mod preferences;
 pub mod profiles;
 pub mod resumes;
+/// Test fixtures (feature `testing`): an isolated, migrated database per
+/// test. See the `test-db` crate.
 #[cfg(feature = "testing")]
-pub mod testing;
+pub use test_db as testing;
 
 pub use chunks::{ChunkMatch, NewChunk, SearchQuery, SearchScope};
 pub use config::{DbConfig, Readiness, connect_from_env, readiness, require_pgvector};

@@ -7,7 +7,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, is_foreign_key_violation};
 
 /// Shortest allowed interview, in minutes.
 pub const MIN_DURATION_MINUTES: u16 = 1;
@@ -235,10 +235,13 @@ pub async fn update_preferences<C: ConnectionTrait>(
         )
         .exec_with_returning(db)
         .await
-        .map_err(|e| match crate::error::sqlstate(&e).as_deref() {
-            // foreign_key_violation: the profile does not exist.
-            Some("23503") => crate::profiles::not_found(user_id),
-            _ => Error::from(e),
+        .map_err(|e| {
+            // The profile does not exist.
+            if is_foreign_key_violation(&e) {
+                crate::profiles::not_found(user_id)
+            } else {
+                Error::from(e)
+            }
         })?;
     Ok(saved.into())
 }

@@ -13,7 +13,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, is_foreign_key_violation};
 
 /// Default limit for PDFs stored in the database: 1 MiB. Larger files belong
 /// in file storage, recorded with [`PdfUpload::Path`].
@@ -204,9 +204,12 @@ pub async fn create_resume<C: ConnectionTrait>(db: &C, new: NewResume) -> Result
     let id = Entity::insert(row)
         .exec(db)
         .await
-        .map_err(|e| match crate::error::sqlstate(&e).as_deref() {
-            Some("23503") => crate::profiles::not_found(new.user_id),
-            _ => Error::from(e),
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                crate::profiles::not_found(new.user_id)
+            } else {
+                Error::from(e)
+            }
         })?
         .last_insert_id;
     resume(db, new.user_id, id).await.map(|d| d.summary)

@@ -4,14 +4,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mockinterview_db::testing::{TestDatabase, template_name};
 use mockinterview_db::{DbConfig, Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database};
+use test_db::{TestDatabase, template_name};
 use tokio_postgres::Client;
 
 use crate::raw::BoxError;
 use crate::report::{Samples, fmt_ms, verdict};
-use crate::{Ctx, progress, with_database};
+use crate::{Ctx, progress};
 
 /// Creates an empty database, connects the library's pool and runs every
 /// migration; returns (create+connect+migrate time, migrate-only time).
@@ -27,7 +27,7 @@ async fn migrate_from_scratch(
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
-    let mut config = DbConfig::new(with_database(&ctx.admin_url, name));
+    let mut config = DbConfig::new(ctx.admin_url.with_database(name).as_str());
     config.max_connections = 5;
     let db = config.connect().await?;
     let m = Instant::now();
@@ -298,7 +298,7 @@ pub async fn migrate(ctx: &mut Ctx, admin: &Client, bin: Option<PathBuf>) -> Res
         return Ok(());
     };
     let name = "mi_bench_cli";
-    let url = with_database(&ctx.admin_url, name);
+    let url = ctx.admin_url.with_database(name).as_str().to_owned();
     let (mut cli_up, mut cli_verify) = (Samples::default(), Samples::default());
     let help = std::process::Command::new(&bin)
         .arg("--help")

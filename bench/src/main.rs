@@ -30,6 +30,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use mockinterview_db::DbConfig;
 use mockinterview_db::MigratorTrait;
+use pgconn::DbUrl;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -245,7 +246,7 @@ pub struct Ctx {
     /// Command line.
     pub args: Args,
     /// `DATABASE_URL` (the admin connection's database).
-    pub admin_url: String,
+    pub admin_url: DbUrl,
     /// URL of the benchmark database.
     pub url: String,
     /// Name of the benchmark database.
@@ -282,8 +283,6 @@ impl Ctx {
     }
 }
 
-pub use mockinterview_db::testing::with_database;
-
 /// The HNSW index as migration 003 creates it.
 pub const HNSW_INDEX_SQL: &str = "CREATE INDEX idx_resume_chunks_embedding \
      ON resume_chunks USING hnsw (embedding vector_cosine_ops)";
@@ -306,9 +305,8 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), BoxError> {
     let _ = dotenvy::dotenv();
-    let admin_url = std::env::var("DATABASE_URL")
-        .map_err(|_| "DATABASE_URL is not set (see .env; start the server with scripts/db-up)")?;
-    let admin = raw::connect(&admin_url).await?;
+    let admin_url = DbUrl::from_env()?;
+    let admin = raw::connect(admin_url.as_str()).await?;
     let env = environment(&admin).await?;
     progress(&format!("server: {env}"));
 
@@ -326,7 +324,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     admin
         .batch_execute(&format!("CREATE DATABASE {db_name}"))
         .await?;
-    let url = with_database(&admin_url, &db_name);
+    let url = admin_url.with_database(&db_name).as_str().to_owned();
     let db = DbConfig::new(url.clone()).connect().await?;
     mockinterview_db::Migrator::up(&db, None).await?;
     let raw_client = raw::connect(&url).await?;

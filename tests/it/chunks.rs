@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 
 use mockinterview_db::chunks::{self, search_chunks};
-use mockinterview_db::testing::TestDatabase;
 use mockinterview_db::{Embedding, Error, NewChunk, SearchQuery, SearchScope};
 use serde_json::json;
+use test_db::TestDatabase;
 use uuid::Uuid;
 
 use crate::support::*;

@@ -1,8 +1,8 @@
 //! Connecting and the readiness check.
 
-use mockinterview_db::testing::TestDatabase;
 use mockinterview_db::{DbConfig, Error, readiness, require_pgvector};
 use sea_orm::ConnectionTrait;
+use test_db::TestDatabase;
 
 #[tokio::test]
 async fn readiness_reports_server_and_pgvector_versions() {

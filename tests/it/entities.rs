@@ -1,10 +1,10 @@
 //! The SeaORM entities round-trip a row of every table.
 
 use entity::{resume_chunks, resumes, user_preferences, user_profiles};
-use mockinterview_db::testing::TestDatabase;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ModelTrait, QueryOrder};
 use serde_json::json;
+use test_db::TestDatabase;
 
 async fn insert_profile(db: &DatabaseConnection, uid: &str) -> user_profiles::Model {
     user_profiles::ActiveModel {

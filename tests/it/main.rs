@@ -1,16 +1,14 @@
-//! Integration tests against a real PostgreSQL with pgvector.
+//! Integration tests of the library against a real PostgreSQL with
+//! pgvector (the migrations are tested in `migration/tests`).
 //!
-//! Each test gets its own database from `mockinterview_db::testing`, so the
+//! Each test gets its own database from `test-db`, so the
 //! tests run in parallel. Start the local server with `scripts/db-up`, or run
 //! everything with `scripts/test`.
 
-mod catalog;
 mod chunks;
 mod config;
 mod entities;
-mod migrations;
 mod preferences;
 mod profiles;
 mod resumes;
-mod schema;
 mod support;

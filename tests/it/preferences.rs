@@ -4,7 +4,7 @@ use mockinterview_db::Error;
 use mockinterview_db::preferences::{
     self, Difficulty, Preferences, PreferencesUpdate, Theme, parse_difficulty, parse_theme,
 };
-use mockinterview_db::testing::TestDatabase;
+use test_db::TestDatabase;
 use uuid::Uuid;
 
 use crate::support::user;

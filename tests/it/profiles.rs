@@ -1,8 +1,8 @@
 //! Profiles: upsert, lookup, conflict, delete with everything the user owns.
 
 use mockinterview_db::profiles::{self, FirebaseUser};
-use mockinterview_db::testing::TestDatabase;
 use mockinterview_db::{Error, chunks, preferences, resumes};
+use test_db::TestDatabase;
 use uuid::Uuid;
 
 use crate::support::*;
@@ -153,10 +153,9 @@ async fn delete_profile_removes_preferences_resumes_and_chunks() {
             .unwrap()
             .is_empty()
     );
-    let count = crate::catalog::strings(
+    let count = crate::support::strings(
         db.conn(),
         "SELECT (SELECT count(*) FROM user_preferences)::text || ' ' || (SELECT count(*) FROM resume_chunks)::text",
-        vec![],
     )
     .await;
     assert_eq!(count, ["1 5"], "bob's preferences and chunks stay");

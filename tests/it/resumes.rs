@@ -3,8 +3,8 @@
 use mockinterview_db::resumes::{
     self, DEFAULT_MAX_INLINE_PDF_BYTES, NewResume, PdfUpload, StoredPdf,
 };
-use mockinterview_db::testing::TestDatabase;
 use mockinterview_db::{Error, SearchQuery, SearchScope, chunks};
+use test_db::TestDatabase;
 use uuid::Uuid;
 
 use crate::support::*;

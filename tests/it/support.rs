@@ -3,7 +3,7 @@
 use mockinterview_db::profiles::{self, FirebaseUser, Profile};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload, ResumeSummary};
 use mockinterview_db::{Embedding, NewChunk};
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use uuid::Uuid;
 
 /// A small but valid PDF.
@@ -93,4 +93,14 @@ pub fn cosine(a: &Embedding, b: &Embedding) -> f64 {
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
+}
+
+/// Runs `sql` and returns the first column of every row as text.
+pub async fn strings(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+    db.query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).expect("text column"))
+        .collect()
 }

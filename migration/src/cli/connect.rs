@@ -10,69 +10,15 @@
 
 use std::time::Duration;
 
+use pgconn::DbUrl;
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::sqlx::{self, postgres::PgConnectOptions};
+use sea_orm_migration::sea_orm::sqlx;
 use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection, RuntimeErr};
 
 /// How long connecting (and acquiring the pooled connection) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `application_name` of the migration binary's session.
 pub const APPLICATION_NAME: &str = "mockinterview-migration";
-
-/// Where a URL points, without the password.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    /// Host name, address or socket directory.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Database name.
-    pub database: String,
-    /// Role.
-    pub user: String,
-}
-
-impl Target {
-    /// Parses a `postgres://` URL.
-    ///
-    /// # Errors
-    /// A message when it is not a PostgreSQL URL.
-    pub fn parse(url: &str) -> Result<(Self, PgConnectOptions), String> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(
-                "DATABASE_URL (or -u) must be a PostgreSQL URL: postgres://user:password@host:5432/database"
-                    .into(),
-            );
-        }
-        let options: PgConnectOptions = url
-            .parse()
-            .map_err(|e| format!("DATABASE_URL (or -u) is not a valid PostgreSQL URL: {e}"))?;
-        let target = Self {
-            host: options.get_socket().map_or_else(
-                || options.get_host().to_owned(),
-                |s| s.display().to_string(),
-            ),
-            port: options.get_port(),
-            database: options
-                .get_database()
-                .unwrap_or(options.get_username())
-                .to_owned(),
-            user: options.get_username().to_owned(),
-        };
-        Ok((target, options))
-    }
-
-    fn is_local(&self) -> bool {
-        matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "::1")
-            || self.host.starts_with('/')
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}/{}", self.host, self.port, self.database)
-    }
-}
 
 /// Opens the binary's connection: a pool of exactly one connection that is
 /// never recycled (the migration lock lives on it), `search_path` set to
@@ -89,18 +35,20 @@ pub async fn connect(
     log_statements: bool,
 ) -> Result<DatabaseConnection, DbErr> {
     let fail = |m: String| DbErr::Conn(RuntimeErr::Internal(m));
-    let (target, options) = Target::parse(url).map_err(fail)?;
+    let target = DbUrl::parse(url).map_err(|e| fail(format!("{e} (DATABASE_URL or -u)")))?;
+    let options = target.connect_options();
 
     // Probe the TCP port first: the pool retries a refused connection until
     // its timeout and then reports only `PoolTimedOut`.
     if options.get_socket().is_none() {
-        let address = (target.host.as_str(), target.port);
+        let address = (target.host(), target.port());
         match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(fail(explain(&target, &sqlx::Error::Io(e)))),
             Err(_) => {
                 return Err(fail(format!(
-                    "no answer from PostgreSQL at {target} within {}s. {}",
+                    "no answer from PostgreSQL at {} within {}s. {}",
+                    target.target(),
                     CONNECT_TIMEOUT.as_secs(),
                     start_hint(&target)
                 )));
@@ -124,14 +72,15 @@ pub async fn connect(
         fail(match &e {
             DbErr::Conn(RuntimeErr::SqlxError(inner)) => explain(&target, inner),
             other => format!(
-                "could not connect to PostgreSQL at {target}: {other}. {}",
+                "could not connect to PostgreSQL at {}: {other}. {}",
+                target.target(),
                 start_hint(&target)
             ),
         })
     })
 }
 
-fn explain(target: &Target, error: &sqlx::Error) -> String {
+fn explain(target: &DbUrl, error: &sqlx::Error) -> String {
     let code = error
         .as_database_error()
         .and_then(|d| d.code())
@@ -145,60 +94,48 @@ fn explain(target: &Target, error: &sqlx::Error) -> String {
             "PostgreSQL at {}:{} rejected the login of role \"{}\" ({err}). Check the user and \
              password in DATABASE_URL (or -u); for the local database `scripts/db-up` creates the \
              role and password that .env names.",
-            target.host, target.port, target.user
+            target.host(),
+            target.port(),
+            target.user()
         ),
         (Some("3D000"), _) => format!(
             "database \"{}\" does not exist on PostgreSQL at {}:{} ({err}). Create it (`createdb`), \
              or for the local database run `scripts/db-up`, which creates the database that \
              DATABASE_URL names.",
-            target.database, target.host, target.port
+            target.database(),
+            target.host(),
+            target.port()
         ),
         (Some("57P03"), _) => format!(
             "PostgreSQL at {}:{} is starting up or shutting down ({err}); try again in a moment.",
-            target.host, target.port
+            target.host(),
+            target.port()
         ),
         (_, sqlx::Error::Io(io)) => format!(
             "cannot connect to PostgreSQL at {}:{} (database {}): {io}. {}",
-            target.host,
-            target.port,
-            target.database,
+            target.host(),
+            target.port(),
+            target.database(),
             start_hint(target)
         ),
         _ => format!(
-            "cannot connect to PostgreSQL at {target}: {err}. {}",
+            "cannot connect to PostgreSQL at {}: {err}. {}",
+            target.target(),
             start_hint(target)
         ),
     }
 }
 
-fn start_hint(target: &Target) -> String {
+fn start_hint(target: &DbUrl) -> String {
     let local = "For the local database run `scripts/db-up` from the repository root: it \
                  installs and starts the PostgreSQL cluster on the URL's port \
                  (`pg_ctlcluster <major> main start` underneath; `pg_lsclusters` shows its state).";
     if target.is_local() {
-        format!("Is the server running on port {}? {local}", target.port)
+        format!("Is the server running on port {}? {local}", target.port())
     } else {
         format!(
             "Check that the server is running and reachable from here, and the host and port \
              in DATABASE_URL (or -u). {local}"
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_targets_without_password() {
-        let (t, _) =
-            Target::parse("postgres://u:secret@db.example:6543/app?sslmode=disable").unwrap();
-        assert_eq!(t.to_string(), "db.example:6543/app");
-        assert_eq!(t.user, "u");
-        assert!(!t.is_local());
-        let (t, _) = Target::parse("postgres://u@127.0.0.1/app").unwrap();
-        assert_eq!(t.port, 5432);
-        assert!(t.is_local());
-        assert!(Target::parse("mysql://u@h/d").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Test fixtures: a freshly migrated, isolated database per test.
 //!
-//! Enabled by the `testing` feature. [`TestDatabase::new`] hands each test its
+//! Applications get it as `mockinterview_db::testing` (feature `testing`);
+//! the project's own tests use this crate directly. [`TestDatabase::new`] hands each test its
 //! own database, cloned from a template that is migrated once per schema
 //! version (`CREATE DATABASE ... TEMPLATE`), so a test gets a migrated
 //! database in milliseconds instead of running every migration. Databases are
@@ -18,13 +19,14 @@
 //! for inspection and their names printed.
 //!
 //! ```no_run
-//! use mockinterview_db::testing::TestDatabase;
+//! use test_db::TestDatabase;
+//! use sea_orm::ConnectionTrait;
 //!
 //! #[tokio::test]
 //! async fn my_test() {
 //!     let db = TestDatabase::new().await;
 //!     // db.conn() is a DatabaseConnection to a database nobody else uses.
-//!     mockinterview_db::readiness(db.conn()).await.unwrap();
+//!     db.conn().execute_unprepared("SELECT 1").await.unwrap();
 //! }
 //! ```
 
@@ -33,10 +35,52 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use pgconn::DbUrl;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
 
-use crate::config::DbConfig;
-use crate::error::{Error, Result};
+/// Why the fixture could not hand out a database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `DATABASE_URL` is missing or not a PostgreSQL URL.
+    #[error(transparent)]
+    Config(#[from] pgconn::UrlError),
+    /// The server did not accept a connection.
+    #[error("cannot connect to the test server at {target}")]
+    Unavailable {
+        /// `host:port/database`.
+        target: String,
+        /// The connection error.
+        #[source]
+        source: DbErr,
+    },
+    /// A statement of the fixture failed (creating, migrating or dropping a
+    /// database).
+    #[error("{action} failed")]
+    Database {
+        /// What the fixture was doing.
+        action: String,
+        /// The database error.
+        #[source]
+        source: DbErr,
+    },
+    /// The fixture's background task died.
+    #[error("the test fixture's admin task failed: {0}")]
+    Task(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Maps a database error of `action` to [`Error::Database`].
+fn failed(action: impl Into<String>) -> impl FnOnce(DbErr) -> Error {
+    move |source| Error::Database {
+        action: action.into(),
+        source,
+    }
+}
 
 /// Prefix of every per-test database name.
 pub const TEST_DB_PREFIX: &str = "mi_test_";
@@ -52,7 +96,7 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 /// An isolated database for one test, dropped with the guard.
 pub struct TestDatabase {
     name: String,
-    url: String,
+    url: DbUrl,
     admin: Arc<Admin>,
     conn: Option<DatabaseConnection>,
 }
@@ -112,7 +156,7 @@ impl TestDatabase {
 
     /// Takes ownership of the created database `name` and connects to it.
     async fn open(admin: Arc<Admin>, name: String) -> Result<Self> {
-        let url = with_database(&admin.url, &name);
+        let url = admin.url.with_database(&name);
         // From here on the guard owns the database and drops it on failure.
         let mut db = Self {
             name,
@@ -120,10 +164,7 @@ impl TestDatabase {
             admin,
             conn: None,
         };
-        let mut config = DbConfig::new(db.url.clone());
-        config.max_connections = 5;
-        config.application_name = "mockinterview-db-test".into();
-        db.conn = Some(config.connect().await?);
+        db.conn = Some(connect(&db.url, 5, "mockinterview-db-test").await?);
         Ok(db)
     }
 
@@ -141,6 +182,11 @@ impl TestDatabase {
 
     /// A `postgres://` URL for this database, e.g. to run a CLI against it.
     pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// The same URL, parsed.
+    pub fn db_url(&self) -> &DbUrl {
         &self.url
     }
 }
@@ -151,7 +197,11 @@ impl Drop for TestDatabase {
         // any backend that is still open.
         drop(self.conn.take());
         if std::env::var_os("MOCKINTERVIEW_KEEP_TEST_DB").is_some() {
-            eprintln!("keeping test database {} ({})", self.name, self.url);
+            eprintln!(
+                "keeping test database {} ({})",
+                self.name,
+                self.url.as_str()
+            );
             return;
         }
         // Drop can't await: run the DROP on the admin runtime and wait for it
@@ -186,8 +236,14 @@ pub fn template_name() -> String {
 }
 
 fn fixture_failure(e: &Error) -> String {
+    let mut causes = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        causes.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
     format!(
-        "test database fixture failed: {e}\n\
+        "test database fixture failed: {e}{causes}\n\
          The tests need PostgreSQL with pgvector at DATABASE_URL (see .env). \
          Start the local one with `scripts/db-up` (or run the whole suite with `scripts/test`)."
     )
@@ -201,7 +257,7 @@ const PREFETCH: usize = 1;
 /// lives on [`admin_runtime`], because a pool must stay on the runtime that
 /// opened it and every `#[tokio::test]` has a runtime of its own.
 struct Admin {
-    url: String,
+    url: DbUrl,
     conn: DatabaseConnection,
     template: String,
     ready: Mutex<Vec<String>>,
@@ -220,8 +276,8 @@ impl Admin {
     }
 
     async fn start() -> Result<Arc<Admin>> {
-        let url = DbConfig::from_env()?.url;
-        let conn = admin_connection(&url).await?;
+        let url = DbUrl::from_env()?;
+        let conn = connect(&url, 1, "mockinterview-db-test-admin").await?;
         sweep(&conn, &url).await?;
         let template = ensure_template(&conn, &url).await?;
         Ok(Arc::new(Admin {
@@ -268,17 +324,34 @@ impl Admin {
             Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
             None => format!("CREATE DATABASE \"{name}\""),
         };
-        self.conn.execute_unprepared(&sql).await?;
+        self.conn
+            .execute_unprepared(&sql)
+            .await
+            .map_err(failed(format!("creating test database {name}")))?;
         Ok(name)
     }
 }
 
-async fn admin_connection(url: &str) -> Result<DatabaseConnection> {
-    // One connection, so that session-level advisory locks stay on it.
-    let mut config = DbConfig::new(url);
-    config.max_connections = 1;
-    config.application_name = "mockinterview-db-test-admin".into();
-    config.connect().await
+/// A pool of up to `max_connections` to `url`. The admin pool has one
+/// connection, so that session-level advisory locks stay on it.
+async fn connect(
+    url: &DbUrl,
+    max_connections: u32,
+    application: &str,
+) -> Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.as_str());
+    options
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .set_application_name(application)
+        .sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .map_err(|source| Error::Unavailable {
+            target: url.target(),
+            source,
+        })
 }
 
 /// The process-wide runtime that owns the admin connection.
@@ -303,27 +376,33 @@ where
     admin_runtime()
         .spawn(fut)
         .await
-        .map_err(|e| Error::Config(format!("test fixture admin task failed: {e}")))?
+        .map_err(|e| Error::Task(e.to_string()))?
 }
 
 /// Builds the template database once per schema fingerprint, under an
 /// advisory lock so parallel test processes do not race.
-async fn ensure_template(admin: &DatabaseConnection, admin_url: &str) -> Result<String> {
+async fn ensure_template(admin: &DatabaseConnection, admin_url: &DbUrl) -> Result<String> {
     let template = template_name();
     if database_exists(admin, &template).await? {
         return Ok(template);
     }
     admin
         .execute_unprepared(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"))
-        .await?;
+        .await
+        .map_err(failed("waiting for the template lock"))?;
     let built = build_template(admin, admin_url, &template).await;
     admin
         .execute_unprepared(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"))
-        .await?;
+        .await
+        .map_err(failed("releasing the template lock"))?;
     built.map(|()| template)
 }
 
-async fn build_template(admin: &DatabaseConnection, admin_url: &str, template: &str) -> Result<()> {
+async fn build_template(
+    admin: &DatabaseConnection,
+    admin_url: &DbUrl,
+    template: &str,
+) -> Result<()> {
     if database_exists(admin, template).await? {
         return Ok(()); // another process built it while we waited
     }
@@ -338,21 +417,26 @@ async fn build_template(admin: &DatabaseConnection, admin_url: &str, template: &
     drop_database(admin, &building).await?;
     admin
         .execute_unprepared(&format!("CREATE DATABASE \"{building}\""))
-        .await?;
-    let conn = DbConfig::new(with_database(admin_url, &building))
-        .connect()
-        .await?;
+        .await
+        .map_err(failed(format!("creating {building}")))?;
+    let conn = connect(
+        &admin_url.with_database(&building),
+        1,
+        "mockinterview-db-test-admin",
+    )
+    .await?;
     let migrated = Migrator::up(&conn, None).await;
     conn.close().await.ok();
-    migrated?;
-    admin
-        .execute_unprepared(&format!(
-            "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
-        ))
-        .await?;
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE \"{template}\" IS_TEMPLATE true"))
-        .await?;
+    migrated.map_err(failed(format!("migrating the test template {building}")))?;
+    for sql in [
+        format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""),
+        format!("ALTER DATABASE \"{template}\" IS_TEMPLATE true"),
+    ] {
+        admin
+            .execute_unprepared(&sql)
+            .await
+            .map_err(failed(format!("publishing the test template {template}")))?;
+    }
     Ok(())
 }
 
@@ -360,9 +444,9 @@ async fn build_template(admin: &DatabaseConnection, admin_url: &str, template: &
 /// to that are older than [`SWEEP_AFTER`] or, on a server on this machine,
 /// whose creating process is gone (a crashed run, or a prefetched clone a
 /// finished run did not use).
-async fn sweep(admin: &DatabaseConnection, url: &str) -> Result<()> {
+async fn sweep(admin: &DatabaseConnection, url: &DbUrl) -> Result<()> {
     let cutoff = unix_now().saturating_sub(SWEEP_AFTER.as_secs());
-    let local = is_local(url);
+    let local = url.is_local();
     let rows = admin
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -371,9 +455,12 @@ async fn sweep(admin: &DatabaseConnection, url: &str) -> Result<()> {
                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
             [format!("{TEST_DB_PREFIX}%").into()],
         ))
-        .await?;
+        .await
+        .map_err(failed("listing leftover test databases"))?;
     for row in rows {
-        let name: String = row.try_get("", "datname")?;
+        let name: String = row
+            .try_get("", "datname")
+            .map_err(failed("listing leftover test databases"))?;
         let mut parts = name.strip_prefix(TEST_DB_PREFIX).unwrap_or("").split('_');
         let created = parts.next().and_then(|t| t.parse::<u64>().ok());
         let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
@@ -389,16 +476,6 @@ async fn sweep(admin: &DatabaseConnection, url: &str) -> Result<()> {
     Ok(())
 }
 
-/// True when the URL's host is this machine (so its process ids are ours).
-fn is_local(url: &str) -> bool {
-    let target = crate::config::redact_url(url);
-    let host = match target.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => target.split(['/', ':']).next().unwrap_or(""),
-    };
-    matches!(host, "127.0.0.1" | "localhost" | "::1" | "")
-}
-
 async fn database_exists(admin: &DatabaseConnection, name: &str) -> Result<bool> {
     let row = admin
         .query_one_raw(Statement::from_sql_and_values(
@@ -406,9 +483,12 @@ async fn database_exists(admin: &DatabaseConnection, name: &str) -> Result<bool>
             "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS found",
             [name.into()],
         ))
-        .await?;
+        .await
+        .map_err(failed(format!("looking up database {name}")))?;
     Ok(match row {
-        Some(r) => r.try_get("", "found")?,
+        Some(r) => r
+            .try_get("", "found")
+            .map_err(failed(format!("looking up database {name}")))?,
         None => false,
     })
 }
@@ -420,9 +500,13 @@ async fn databases_like(admin: &DatabaseConnection, prefix: &str) -> Result<Vec<
             "SELECT datname FROM pg_database WHERE datname LIKE $1",
             [format!("{prefix}%").into()],
         ))
-        .await?;
+        .await
+        .map_err(failed(format!("listing databases {prefix}*")))?;
     rows.iter()
-        .map(|r| r.try_get("", "datname").map_err(Error::from))
+        .map(|r| {
+            r.try_get("", "datname")
+                .map_err(failed(format!("listing databases {prefix}*")))
+        })
         .collect()
 }
 
@@ -431,29 +515,14 @@ async fn drop_database(admin: &DatabaseConnection, name: &str) -> Result<()> {
     if database_exists(admin, name).await? {
         admin
             .execute_unprepared(&format!("ALTER DATABASE \"{name}\" IS_TEMPLATE false"))
-            .await?;
+            .await
+            .map_err(failed(format!("dropping database {name}")))?;
         admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await?;
+            .await
+            .map_err(failed(format!("dropping database {name}")))?;
     }
     Ok(())
-}
-
-/// `url` with its database name replaced by `database` (query kept).
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{database}?{q}"),
-        None => format!("{root}/{database}"),
-    }
 }
 
 /// `pg_dump --schema-only --no-owner --no-privileges` of the database at
@@ -489,12 +558,11 @@ fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{fixture_failure, is_local, with_database};
-    use crate::error::Error;
+    use super::{Error, fixture_failure};
 
     #[test]
     fn fixture_failure_says_how_to_start_the_database() {
-        let msg = fixture_failure(&Error::Config("DATABASE_URL is not set".into()));
+        let msg = fixture_failure(&Error::Config(pgconn::UrlError::Missing));
         assert!(msg.contains("DATABASE_URL is not set"), "{msg}");
         assert!(
             msg.contains("scripts/db-up") && msg.contains("scripts/test"),
@@ -503,24 +571,12 @@ mod tests {
     }
 
     #[test]
-    fn local_hosts_are_recognised() {
-        assert!(is_local("postgres://u:p@127.0.0.1:5432/db"));
-        assert!(is_local("postgres://u:p@localhost/db"));
-        assert!(is_local("postgres://u:p@[::1]:5432/db"));
-        assert!(!is_local("postgres://u:p@db.example.com:5432/db"));
-        assert!(!is_local("postgres://u:p@10.0.0.5/db"));
-    }
-
-    #[test]
-    fn with_database_replaces_name_and_keeps_query() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/app?sslmode=disable", "t1"),
-            "postgres://u:p@h:5432/t1?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h:5432", "t1"),
-            "postgres://u:p@h:5432/t1"
-        );
-        assert_eq!(with_database("postgres://h/app", "t2"), "postgres://h/t2");
+    fn fixture_failure_names_every_cause_once() {
+        let msg = fixture_failure(&Error::Unavailable {
+            target: "127.0.0.1:1/x".into(),
+            source: sea_orm::DbErr::Custom("connection refused".into()),
+        });
+        assert_eq!(msg.matches("connection refused").count(), 1, "{msg}");
+        assert!(msg.contains("127.0.0.1:1/x"), "{msg}");
     }
 }

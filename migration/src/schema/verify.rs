@@ -1,5 +1,5 @@
-//! `verify`: checks a live database against what the migrations should have
-//! produced ([`crate::expected`]) and reports table sizes.
+//! `verify`: diffs a snapshot of the live database against what the
+//! migrations produce ([`crate::expected`]) and reports table sizes.
 //!
 //! The specification's "Verify Migrations" queries, as one command: pgvector
 //! installed (and its version), every table, `resume_chunks`' structure,
@@ -12,9 +12,8 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 use serde::Serialize;
 
-use crate::catalog::{Catalog, ObjectKind};
-use crate::expected::{self, ObjectSpec};
-use crate::{Migrator, lock};
+use crate::catalog::{Catalog, ChangeAction, ObjectKind};
+use crate::{Migrator, expected, lock};
 
 /// Outcome of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -201,185 +200,61 @@ async fn migrations_status<C: ConnectionTrait>(db: &C) -> Result<MigrationsStatu
     })
 }
 
-/// Compares a snapshot with [`crate::expected`].
-pub fn compare(catalog: &Catalog) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let check = |kind, name: String, expected: Option<String>, actual: Option<String>| {
-        let status = match (&expected, &actual) {
-            (Some(_), None) => Status::Missing,
-            (None, Some(_)) => Status::Unexpected,
-            (Some(e), Some(a)) if e != a => Status::Different,
-            _ => Status::Ok,
-        };
-        Check {
+/// Compares a snapshot with [`expected::catalog`] through
+/// [`Catalog::diff`]: one check per expected object (ok, missing or
+/// different), plus the unexpected tables, and the unexpected columns,
+/// indexes, constraints and triggers of the migrations' own tables (another
+/// service's tables are its business). Extensions are left to the pgvector
+/// check.
+pub fn compare(actual: &Catalog) -> Vec<Check> {
+    let expected = expected::catalog();
+    let ours = |table: &Option<String>| {
+        table
+            .as_ref()
+            .is_some_and(|t| expected.tables.contains_key(t))
+    };
+    let mut actual = actual.clone();
+    actual.extensions.clear();
+    let mut checks: Vec<Check> = expected
+        .objects()
+        .into_iter()
+        .map(|((kind, name), object)| Check {
             kind,
             name,
-            status,
-            expected,
-            actual,
-        }
-    };
-
-    for table in expected::TABLES {
-        let present = catalog.tables.contains(table.name);
-        let expected_columns: Vec<&str> = table.columns.iter().map(|c| c.0).collect();
-        let actual_columns: Vec<&str> = catalog
-            .column_order
-            .get(table.name)
-            .map(|c| c.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        // A table's definition is its column list: an extra, missing or
-        // reordered column makes it different.
-        checks.push(check(
-            ObjectKind::Table,
-            table.name.to_owned(),
-            Some(expected_columns.join(", ")),
-            present.then(|| actual_columns.join(", ")),
-        ));
-        for (column, sql_type, not_null) in table.columns {
-            let actual = catalog
-                .columns
-                .get(&(table.name.to_owned(), (*column).to_owned()))
-                .map(|c| column_def(&c.sql_type, c.not_null));
-            checks.push(check(
-                ObjectKind::Column,
-                format!("{}.{column}", table.name),
-                Some(column_def(sql_type, *not_null)),
-                actual,
-            ));
-        }
-        for column in actual_columns {
-            if !expected_columns.contains(&column) {
-                let c = &catalog.columns[&(table.name.to_owned(), column.to_owned())];
-                checks.push(check(
-                    ObjectKind::Column,
-                    format!("{}.{column}", table.name),
-                    None,
-                    Some(column_def(&c.sql_type, c.not_null)),
-                ));
+            status: Status::Ok,
+            expected: Some(object.definition.clone()),
+            actual: Some(object.definition),
+        })
+        .collect();
+    for change in expected.diff(&actual) {
+        let check = checks
+            .iter_mut()
+            .find(|c| c.kind == change.kind && c.name == change.name);
+        match (change.action, check) {
+            (ChangeAction::Removed, Some(check)) => {
+                check.status = Status::Missing;
+                check.actual = None;
             }
+            (ChangeAction::Changed, Some(check)) => {
+                check.status = Status::Different;
+                check.actual = change.after;
+            }
+            (ChangeAction::Added, _)
+                if change.kind == ObjectKind::Table
+                    || (change.kind != ObjectKind::Function && ours(&change.table)) =>
+            {
+                checks.push(Check {
+                    kind: change.kind,
+                    name: change.name,
+                    status: Status::Unexpected,
+                    expected: None,
+                    actual: change.after,
+                });
+            }
+            _ => {}
         }
-    }
-    for table in &catalog.tables {
-        if !expected::TABLES.iter().any(|t| t.name == table) {
-            checks.push(check(
-                ObjectKind::Table,
-                table.clone(),
-                None,
-                Some(String::new()),
-            ));
-        }
-    }
-
-    let named = |specs: &[ObjectSpec], kind, actual: &dyn Fn(&str, &str) -> Option<String>| {
-        specs
-            .iter()
-            .map(|s| {
-                let name = match kind {
-                    ObjectKind::Index => s.name.to_owned(),
-                    _ => format!("{}.{}", s.table, s.name),
-                };
-                check(
-                    kind,
-                    name,
-                    Some(s.definition.to_owned()),
-                    actual(s.table, s.name),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    checks.extend(named(
-        expected::INDEXES,
-        ObjectKind::Index,
-        &|table, name| {
-            catalog
-                .indexes
-                .get(name)
-                .filter(|(t, _)| t == table)
-                .map(|(_, def)| def.clone())
-        },
-    ));
-    for (name, (table, def)) in &catalog.indexes {
-        if !expected::INDEXES.iter().any(|s| s.name == name) && is_ours(table) {
-            checks.push(check(
-                ObjectKind::Index,
-                name.clone(),
-                None,
-                Some(def.clone()),
-            ));
-        }
-    }
-    checks.extend(named(
-        expected::CONSTRAINTS,
-        ObjectKind::Constraint,
-        &|table, name| {
-            catalog
-                .constraints
-                .get(&(table.to_owned(), name.to_owned()))
-                .cloned()
-        },
-    ));
-    for ((table, name), def) in &catalog.constraints {
-        if !expected::CONSTRAINTS
-            .iter()
-            .any(|s| s.table == table && s.name == name)
-            && is_ours(table)
-        {
-            checks.push(check(
-                ObjectKind::Constraint,
-                format!("{table}.{name}"),
-                None,
-                Some(def.clone()),
-            ));
-        }
-    }
-    checks.extend(named(
-        expected::TRIGGERS,
-        ObjectKind::Trigger,
-        &|table, name| {
-            catalog
-                .triggers
-                .get(&(table.to_owned(), name.to_owned()))
-                .cloned()
-        },
-    ));
-    for ((table, name), def) in &catalog.triggers {
-        if !expected::TRIGGERS
-            .iter()
-            .any(|s| s.table == table && s.name == name)
-            && is_ours(table)
-        {
-            checks.push(check(
-                ObjectKind::Trigger,
-                format!("{table}.{name}"),
-                None,
-                Some(def.clone()),
-            ));
-        }
-    }
-    for f in expected::FUNCTIONS {
-        checks.push(check(
-            ObjectKind::Function,
-            (*f).to_owned(),
-            Some(String::new()),
-            catalog.functions.contains(*f).then(String::new),
-        ));
     }
     checks
-}
-
-/// Tables of the migrations: only their extra indexes, constraints and
-/// triggers are reported (another service's tables are its business).
-fn is_ours(table: &str) -> bool {
-    expected::TABLES.iter().any(|t| t.name == table)
-}
-
-fn column_def(sql_type: &str, not_null: bool) -> String {
-    if not_null {
-        format!("{sql_type} NOT NULL")
-    } else {
-        sql_type.to_owned()
-    }
 }
 
 /// The specification's "Check table sizes" query, for the current schema
@@ -556,31 +431,5 @@ mod tests {
         assert!(version_at_least("0.10.1", "0.5.0"));
         assert!(version_at_least("0.5", "0.5.0"));
         assert!(!version_at_least("0.4.4", "0.5.0"));
-    }
-
-    #[test]
-    fn expectations_are_consistent() {
-        let tables: Vec<&str> = expected::TABLES.iter().map(|t| t.name).collect();
-        for spec in expected::INDEXES
-            .iter()
-            .chain(expected::CONSTRAINTS)
-            .chain(expected::TRIGGERS)
-        {
-            assert!(tables.contains(&spec.table), "{spec:?}");
-        }
-        for spec in expected::INDEXES {
-            assert!(
-                spec.definition
-                    .contains(&format!("INDEX {} ON {} ", spec.name, spec.table)),
-                "{spec:?}"
-            );
-        }
-        for spec in expected::TRIGGERS {
-            assert!(
-                spec.definition.contains(&format!("TRIGGER {} ", spec.name))
-                    && spec.definition.contains(&format!(" ON {} ", spec.table)),
-                "{spec:?}"
-            );
-        }
     }
 }

@@ -4,18 +4,11 @@
 
 use migration::pgvector_check::create_extension;
 use migration::safety::allow_data_loss;
-use mockinterview_db::testing::TestDatabase;
-use mockinterview_db::{Migrator, MigratorTrait};
+use migration::{Migrator, MigratorTrait};
 use sea_orm::ConnectionTrait;
+use test_db::TestDatabase;
 
-use crate::catalog::*;
-
-const ALL: [&str; 4] = [
-    "m001_user_profiles",
-    "m002_add_pdf_storage",
-    "m003_create_vector_store",
-    "m004_delete_orphan_chunks",
-];
+use crate::common::*;
 
 #[tokio::test]
 async fn up_from_empty_applies_every_migration_in_order() {
@@ -195,8 +188,7 @@ async fn fresh_refresh_and_reset() {
     assert_eq!(
         strings(
             conn,
-            "SELECT coalesce(to_regclass('seaql_migrations')::text, 'absent')",
-            vec![]
+            "SELECT coalesce(to_regclass('seaql_migrations')::text, 'absent')"
         )
         .await,
         ["absent"]
@@ -258,7 +250,7 @@ async fn create_extension_without_privilege_names_the_role_and_the_fix() {
 }
 
 async fn profile_count(conn: &sea_orm::DatabaseConnection) -> usize {
-    strings(conn, "SELECT count(*)::text FROM user_profiles", vec![]).await[0]
+    strings(conn, "SELECT count(*)::text FROM user_profiles").await[0]
         .parse()
         .unwrap()
 }

@@ -7,7 +7,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::safety;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -18,7 +17,6 @@ const TABLES_WITH_TIMESTAMPS: [&str; 3] = ["user_profiles", "user_preferences", 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        safety::prepare_up(manager).await?;
         manager
             .create_table(
                 Table::create()
@@ -194,8 +192,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // Refuses if the rollback would destroy stored data (see safety.rs).
-        safety::prepare_down(manager, self.name()).await?;
         // Children first; indexes and triggers go with their tables.
         for table in [
             Resumes::Table.into_iden(),

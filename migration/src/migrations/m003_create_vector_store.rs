@@ -10,7 +10,6 @@
 use sea_orm_migration::prelude::*;
 
 use crate::pgvector_check::create_extension;
-use crate::safety;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -23,7 +22,6 @@ const INSTALLED_BY_MARKER: &str =
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        safety::prepare_up(manager).await?;
         let db = manager.get_connection();
         // Checked first, so a server without pgvector gets an actionable error
         // and nothing is created (the whole migration is one transaction).
@@ -78,8 +76,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // Refuses if the rollback would destroy stored data (see safety.rs).
-        safety::prepare_down(manager, self.name()).await?;
         manager
             .drop_table(
                 Table::drop()

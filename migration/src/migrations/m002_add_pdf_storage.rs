@@ -6,7 +6,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::safety;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -14,7 +13,6 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        safety::prepare_up(manager).await?;
         manager
             .alter_table(
                 Table::alter()
@@ -34,8 +32,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // Refuses if the rollback would destroy stored data (see safety.rs).
-        safety::prepare_down(manager, self.name()).await?;
         // Dropping the column drops the CHECK that references it.
         manager
             .alter_table(

@@ -1,10 +1,20 @@
-//! Helpers shared by the migration binary's tests.
-
-#![allow(dead_code)] // each test binary uses a different subset
+//! Helpers shared by every migration test: the list of migrations, the
+//! binary, and catalog queries.
 
 use std::process::{Command, Output};
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+pub use test_db::schema_dump;
+
+/// Every migration, in order. Spelled out (not read from `Migrator`), so a
+/// new migration has to be added here knowingly.
+pub const ALL: [&str; 4] = [
+    "m001_user_profiles",
+    "m002_add_pdf_storage",
+    "m003_create_vector_store",
+    "m004_delete_orphan_chunks",
+];
 
 /// The migration binary, with the environment variables that change its
 /// behaviour removed, so the tests do not depend on the caller's shell.
@@ -100,14 +110,87 @@ pub async fn applied<C: ConnectionTrait>(db: &C) -> Vec<String> {
     strings(db, "SELECT version FROM seaql_migrations ORDER BY version").await
 }
 
-/// Project tables in the public schema, sorted.
+/// Tables of the current schema, sorted, without sea-orm's bookkeeping
+/// table.
 pub async fn tables<C: ConnectionTrait>(db: &C) -> Vec<String> {
     strings(
         db,
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' \
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
          AND tablename <> 'seaql_migrations' ORDER BY 1",
     )
     .await
+}
+
+/// `name type [not null]` of every column of `table`, in column order.
+pub async fn columns<C: ConnectionTrait>(db: &C, table: &str) -> Vec<String> {
+    strings(
+        db,
+        &format!(
+            "SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+                    || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END \
+             FROM pg_attribute a WHERE a.attrelid = '{table}'::regclass AND a.attnum > 0 \
+               AND NOT a.attisdropped ORDER BY a.attnum"
+        ),
+    )
+    .await
+}
+
+/// Index names of the current schema, sorted.
+pub async fn indexes<C: ConnectionTrait>(db: &C) -> Vec<String> {
+    strings(
+        db,
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
+           AND tablename <> 'seaql_migrations' ORDER BY 1",
+    )
+    .await
+}
+
+/// Functions of the current schema (not those of extensions), sorted.
+pub async fn functions<C: ConnectionTrait>(db: &C) -> Vec<String> {
+    strings(
+        db,
+        "SELECT p.proname::text FROM pg_proc p \
+         WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) \
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') \
+         ORDER BY 1",
+    )
+    .await
+}
+
+/// Whether the `vector` extension is installed in the database.
+pub async fn has_vector_extension<C: ConnectionTrait>(db: &C) -> bool {
+    count(
+        db,
+        "SELECT count(*) FROM pg_extension WHERE extname = 'vector'",
+    )
+    .await
+        == 1
+}
+
+/// Asserts two schema dumps are equal, showing the first differing lines.
+pub fn assert_same_schema(actual: &str, expected: &str, what: &str) {
+    if actual == expected {
+        return;
+    }
+    let (a, e): (Vec<_>, Vec<_>) = (actual.lines().collect(), expected.lines().collect());
+    let first = a
+        .iter()
+        .zip(&e)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(e.len()));
+    let show = |v: &[&str]| {
+        v.iter()
+            .skip(first.saturating_sub(3))
+            .take(12)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    panic!(
+        "{what}: schemas differ from line {first}\n--- actual ---\n{}\n--- expected ---\n{}",
+        show(&a),
+        show(&e)
+    );
 }
 
 /// `SELECT count(*)` as a number.
@@ -116,9 +199,6 @@ pub async fn count<C: ConnectionTrait>(db: &C, sql: &str) -> i64 {
         .parse()
         .expect("a count")
 }
-
-#[allow(unused_imports)] // not every test binary compares schemas
-pub use mockinterview_db::testing::schema_dump;
 
 /// `url` with user `user` and password `password`.
 pub fn with_user(url: &str, user: &str, password: &str) -> String {

@@ -2,13 +2,11 @@
 //! `cargo run -p migration --` run) against a real database: every
 //! standard sea-orm-migration subcommand and flag keeps working.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
-use mockinterview_db::testing::TestDatabase;
+use crate::common::*;
 use sea_orm::ConnectionTrait;
+use test_db::TestDatabase;
 
 fn migrate(db: &TestDatabase, args: &[&str]) -> String {
     ok(db.url(), args)

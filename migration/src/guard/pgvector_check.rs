@@ -99,6 +99,5 @@ fn permission_error(extension: &str, role: &str, server_said: &str) -> DbErr {
 
 /// True when `err` is PostgreSQL's `insufficient_privilege` (SQLSTATE 42501).
 fn is_permission_denied(err: &DbErr) -> bool {
-    let text = err.to_string();
-    text.contains("42501") || text.contains("permission denied")
+    pgconn::sqlstate(err).as_deref() == Some("42501")
 }

@@ -22,7 +22,7 @@
 use std::future::Future;
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DbBackend, RuntimeErr, Statement};
+use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
 /// `lock_timeout` used when nothing else is configured.
 pub const DEFAULT_LOCK_TIMEOUT: &str = "5s";
@@ -436,23 +436,10 @@ async fn count_rows<C: ConnectionTrait>(
     }
 }
 
-/// The PostgreSQL SQLSTATE of a database error, if the server sent one.
-pub fn sqlstate(err: &DbErr) -> Option<String> {
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e))
-        | DbErr::Conn(RuntimeErr::SqlxError(e)) => e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.into_owned()),
-        _ => None,
-    }
-}
-
 /// True for PostgreSQL's `lock_not_available` (SQLSTATE 55P03), which a
 /// statement cancelled by `lock_timeout` raises.
 pub fn is_lock_timeout(err: &DbErr) -> bool {
-    sqlstate(err).as_deref() == Some("55P03") || err.to_string().contains("lock timeout")
+    pgconn::sqlstate(err).as_deref() == Some("55P03") || err.to_string().contains("lock timeout")
 }
 
 /// Turns a lock-timeout failure of `migration` into an explanation naming

@@ -9,7 +9,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::safety;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -17,7 +16,6 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        safety::prepare_up(manager).await?;
         let db = manager.get_connection();
         for sql in [
             // Chunks of deleted resumes (also when the delete cascades from
@@ -49,8 +47,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // Refuses if the rollback would destroy stored data (see safety.rs).
-        safety::prepare_down(manager, self.name()).await?;
         let db = manager.get_connection();
         for sql in [
             "DROP TRIGGER IF EXISTS trg_user_profiles_delete_chunks ON user_profiles",

@@ -1,19 +1,22 @@
-//! What the migrations produce, in one place: the expectations `verify`
-//! checks a live database against.
+//! What the migrations produce, in one place: the one description of the
+//! schema. [`catalog`] turns it into a [`Catalog`], which `verify` and the
+//! tests diff against a snapshot of the live database.
 //!
 //! Definitions are written the way PostgreSQL prints them back
 //! (`pg_get_indexdef`, `pg_get_constraintdef`, `pg_get_triggerdef`,
-//! `format_type`), without the schema qualifier. When a migration changes
-//! the schema, update this file too: the tests run `verify` against a freshly
-//! migrated database and fail until it matches.
+//! `format_type`, `pg_get_expr`), without the schema qualifier. When a
+//! migration changes the schema, update this file too: the tests diff a
+//! freshly migrated database against it and fail until it matches.
+
+use crate::catalog::{Catalog, Column, Definition};
 
 /// The pgvector extension.
 pub const PGVECTOR: &str = "vector";
 /// Oldest pgvector with HNSW indexes (`idx_resume_chunks_embedding`).
 pub const PGVECTOR_MIN_VERSION: &str = "0.5.0";
 
-/// A column: name, `format_type()` type, `NOT NULL`.
-pub type ColumnSpec = (&'static str, &'static str, bool);
+/// A column: name, `format_type()` type, `NOT NULL`, default expression.
+pub type ColumnSpec = (&'static str, &'static str, bool, Option<&'static str>);
 
 /// A table and all of its columns, in order.
 #[derive(Clone, Copy, Debug)]
@@ -39,58 +42,61 @@ pub struct ObjectSpec {
 const NN: bool = true;
 const NULL: bool = false;
 const TSTZ: &str = "timestamp with time zone";
+const UUID_PK: ColumnSpec = ("id", "uuid", NN, Some("gen_random_uuid()"));
+const CREATED_AT: ColumnSpec = ("created_at", TSTZ, NN, Some("CURRENT_TIMESTAMP"));
+const UPDATED_AT: ColumnSpec = ("updated_at", TSTZ, NN, Some("CURRENT_TIMESTAMP"));
 
 /// Every table the migrations create (`seaql_migrations` aside).
 pub const TABLES: &[TableSpec] = &[
     TableSpec {
         name: "user_profiles",
         columns: &[
-            ("id", "uuid", NN),
-            ("firebase_uid", "text", NN),
-            ("email", "text", NULL),
-            ("display_name", "text", NULL),
-            ("photo_url", "text", NULL),
-            ("created_at", TSTZ, NN),
-            ("updated_at", TSTZ, NN),
+            UUID_PK,
+            ("firebase_uid", "text", NN, None),
+            ("email", "text", NULL, None),
+            ("display_name", "text", NULL, None),
+            ("photo_url", "text", NULL, None),
+            CREATED_AT,
+            UPDATED_AT,
         ],
     },
     TableSpec {
         name: "user_preferences",
         columns: &[
-            ("id", "uuid", NN),
-            ("user_id", "uuid", NN),
-            ("difficulty", "text", NN),
-            ("duration", "integer", NN),
-            ("languages", "text[]", NN),
-            ("theme", "text", NN),
-            ("created_at", TSTZ, NN),
-            ("updated_at", TSTZ, NN),
+            UUID_PK,
+            ("user_id", "uuid", NN, None),
+            ("difficulty", "text", NN, Some("'medium'::text")),
+            ("duration", "integer", NN, Some("30")),
+            ("languages", "text[]", NN, Some("'{}'::text[]")),
+            ("theme", "text", NN, Some("'system'::text")),
+            CREATED_AT,
+            UPDATED_AT,
         ],
     },
     TableSpec {
         name: "resumes",
         columns: &[
-            ("id", "uuid", NN),
-            ("user_id", "uuid", NN),
-            ("title", "text", NN),
-            ("file_name", "text", NN),
-            ("file_path", "text", NULL),
-            ("file_size", "bigint", NN),
-            ("content", "text", NULL),
-            ("created_at", TSTZ, NN),
-            ("updated_at", TSTZ, NN),
+            UUID_PK,
+            ("user_id", "uuid", NN, None),
+            ("title", "text", NN, None),
+            ("file_name", "text", NN, None),
+            ("file_path", "text", NULL, None),
+            ("file_size", "bigint", NN, None),
+            ("content", "text", NULL, None),
+            CREATED_AT,
+            UPDATED_AT,
             // m002
-            ("file_data", "bytea", NULL),
+            ("file_data", "bytea", NULL, None),
         ],
     },
     // m003: exactly LangChain PGVectorStore's default layout.
     TableSpec {
         name: "resume_chunks",
         columns: &[
-            ("id", "uuid", NN),
-            ("text", "text", NULL),
-            ("metadata", "jsonb", NULL),
-            ("embedding", "vector(768)", NULL),
+            UUID_PK,
+            ("text", "text", NULL, None),
+            ("metadata", "jsonb", NULL, None),
+            ("embedding", "vector(768)", NULL, None),
         ],
     },
 ];
@@ -282,3 +288,92 @@ pub const FUNCTIONS: &[&str] = &[
     "delete_chunks_of_deleted_resumes()",
     "delete_chunks_of_deleted_users()",
 ];
+
+/// The schema the migrations produce, as a [`Catalog`] (no schema name, no
+/// extensions: `verify` checks pgvector's version on its own).
+pub fn catalog() -> Catalog {
+    let definition = |s: &ObjectSpec| Definition {
+        table: s.table.to_owned(),
+        definition: s.definition.to_owned(),
+    };
+    Catalog {
+        schema: String::new(),
+        extensions: Default::default(),
+        tables: TABLES
+            .iter()
+            .map(|t| {
+                let columns = t
+                    .columns
+                    .iter()
+                    .map(|&(name, sql_type, not_null, default)| Column {
+                        name: name.to_owned(),
+                        sql_type: sql_type.to_owned(),
+                        not_null,
+                        default: default.map(str::to_owned),
+                    })
+                    .collect();
+                (t.name.to_owned(), columns)
+            })
+            .collect(),
+        indexes: INDEXES
+            .iter()
+            .map(|s| (s.name.to_owned(), definition(s)))
+            .collect(),
+        constraints: CONSTRAINTS
+            .iter()
+            .map(|s| ((s.table.to_owned(), s.name.to_owned()), definition(s)))
+            .collect(),
+        triggers: TRIGGERS
+            .iter()
+            .map(|s| ((s.table.to_owned(), s.name.to_owned()), definition(s)))
+            .collect(),
+        functions: FUNCTIONS.iter().map(|f| (*f).to_owned()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_object_belongs_to_a_described_table() {
+        let tables: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        for spec in INDEXES.iter().chain(CONSTRAINTS).chain(TRIGGERS) {
+            assert!(tables.contains(&spec.table), "{spec:?}");
+        }
+        for spec in INDEXES {
+            assert!(
+                spec.definition
+                    .contains(&format!("INDEX {} ON {} ", spec.name, spec.table)),
+                "{spec:?}"
+            );
+        }
+        for spec in TRIGGERS {
+            assert!(
+                spec.definition.contains(&format!("TRIGGER {} ", spec.name))
+                    && spec.definition.contains(&format!(" ON {} ", spec.table)),
+                "{spec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn resume_chunks_is_exactly_langchains_layout() {
+        // Other services read and write this table through LangChain's
+        // PGVectorStore: its four default columns, nothing else.
+        let catalog = catalog();
+        let columns: Vec<String> = catalog.tables["resume_chunks"]
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.sql_type))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                "id uuid",
+                "text text",
+                "metadata jsonb",
+                "embedding vector(768)"
+            ]
+        );
+    }
+}

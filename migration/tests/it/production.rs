@@ -3,23 +3,14 @@
 //! `up --dry-run`, `lock_timeout`, the destructive-rollback guard and the
 //! actionable connection and pgvector errors.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use migration::lock::{self, MigrationLock};
 use migration::{Migrator, MigratorTrait, SchemaManager};
-use mockinterview_db::testing::TestDatabase;
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
-
-const ALL: [&str; 4] = [
-    "m001_user_profiles",
-    "m002_add_pdf_storage",
-    "m003_create_vector_store",
-    "m004_delete_orphan_chunks",
-];
+use test_db::TestDatabase;
 
 // ---------------------------------------------------------------- lock --
 

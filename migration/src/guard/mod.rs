@@ -1,0 +1,13 @@
+//! Running migrations safely against a live database.
+//!
+//! - [`lock`]: a PostgreSQL advisory lock, so that one migrator runs at a
+//!   time (application instances starting together, deploy jobs);
+//! - [`safety`]: `lock_timeout` in every migration and the refusal of
+//!   rollbacks (and `fresh`) that would destroy stored data; applied to
+//!   every migration by [`crate::Migrator`];
+//! - [`pgvector_check`]: creating the `vector` extension with errors that
+//!   say how to install it or who may create it.
+
+pub mod lock;
+pub mod pgvector_check;
+pub mod safety;

@@ -1,0 +1,59 @@
+//! The released migrations. **Frozen code**: a file in this folder never
+//! changes once it has been applied anywhere; a schema change is a new
+//! migration at the end of [`migrations!`]'s list.
+//!
+//! The numbering and names follow the original SQL migrations
+//! (`001_user_profiles.sql`, `002_add_pdf_storage.sql`,
+//! `003_create_vector_store.sql`); migration 004 is this project's first own
+//! migration.
+//!
+//! Rules for the files here (README, "Adding a migration"):
+//! - never import the `entity` crate: an applied migration must not change
+//!   when a model changes later;
+//! - every `up` has a `down` that leaves the database exactly as before;
+//! - no guard-rail calls: [`crate::Migrator`] wraps every migration listed
+//!   here with the lock timeout and the data-loss guard.
+
+use sea_orm_migration::MigrationTrait;
+
+/// Declares the migration modules, in order, once: the list, their sources
+/// (for [`fingerprint`]) and nothing else to keep in sync.
+macro_rules! migrations {
+    ($($name:ident),+ $(,)?) => {
+        $(mod $name;)+
+
+        /// Every migration, in the order they are applied, unwrapped.
+        pub(crate) fn all() -> Vec<Box<dyn MigrationTrait>> {
+            vec![$(Box::new($name::Migration)),+]
+        }
+
+        /// The source of every migration module, in order.
+        const SOURCES: &[&str] = &[$(include_str!(concat!(stringify!($name), ".rs"))),+];
+    };
+}
+
+migrations!(
+    m001_user_profiles,
+    m002_add_pdf_storage,
+    m003_create_vector_store,
+    m004_delete_orphan_chunks,
+);
+
+/// A stable 64-bit fingerprint (FNV-1a) of the migration names and sources.
+///
+/// Changes whenever a migration is added or edited; test fixtures use it to
+/// name the pre-migrated template database, so a stale template is never
+/// reused.
+pub fn fingerprint() -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let names: Vec<String> = all().iter().map(|m| m.name().to_owned()).collect();
+    names
+        .iter()
+        .map(String::as_str)
+        .chain(SOURCES.iter().copied())
+        .flat_map(|s| s.bytes().chain(std::iter::once(0)))
+        .fold(OFFSET, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+        })
+}
