@@ -15,7 +15,8 @@
 #   is_local_host HOST           127.0.0.1 / localhost / ::1 ?
 #   as_root / as_postgres CMD    run CMD as root (sudo) / as the postgres user
 #   admin_psql ARGS...           psql as `postgres` over the Unix socket (peer)
-#   apt_update / apt_install PKG... / apt_has_candidate PKG / apt_candidate PKG
+#   apt_update / apt_install PKG... / apt_install_missing PKG...
+#   apt_has_candidate PKG / apt_candidate PKG
 #   version_ge A B               is version A >= B ?
 #   make_workdir NAME            temporary directory, removed on exit
 #   fetch_debian_source PKG [SUITE]
@@ -212,6 +213,19 @@ apt_install() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" ||
             die "apt-get install $* failed"
     fi
+}
+
+# Install only those of the packages that are not installed yet: naming an
+# installed package to apt-get install upgrades it (and its libraries, e.g.
+# libssl3 under a running server), which build dependencies do not need.
+apt_install_missing() {
+    local p
+    local -a missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
 }
 
 # apt's candidate version of package $1 (empty when there is none).
