@@ -11,7 +11,7 @@
 #   load_database_url            DATABASE_URL from the environment, else .env
 #   parse_pg_url URL             sets PGUSER_ PGPASS_ PGHOST_ PGPORT_ PGDB_
 #   url_psql ARGS...             psql as the parsed URL's role, over TCP
-#   url_with_port URL PORT       the same URL with another port
+#   url_with_port URL PORT [HOST] the same URL with another port (and host)
 #   is_local_host HOST           127.0.0.1 / localhost / ::1 ?
 #   as_root / as_postgres CMD    run CMD as root (sudo) / as the postgres user
 #   admin_psql ARGS...           psql as `postgres` over the Unix socket (peer)
@@ -116,8 +116,8 @@ parse_pg_url() {
     return 0
 }
 
-# The URL with its port replaced (added when it has none); userinfo, path and
-# query parameters are kept byte for byte.
+# url_with_port URL PORT [HOST]: the URL with its port (and host, when given)
+# replaced; userinfo, path and query parameters are kept byte for byte.
 url_with_port() {
     local url="$1" port="$2" scheme rest authority tail="" userinfo="" hostport host
     scheme="${url%%://*}"
@@ -134,6 +134,7 @@ url_with_port() {
     else
         host="${hostport%%:*}"
     fi
+    [[ -n "${3:-}" ]] && host="$3"
     printf '%s://%s%s:%s%s' "$scheme" "$userinfo" "$host" "$port" "$tail"
 }
 
