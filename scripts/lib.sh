@@ -287,7 +287,7 @@ make_workdir() {
 # removed on exit. Needs `patch` when the package has patches (build-essential
 # brings it).
 fetch_debian_source() {
-    local pkg="$1" suite="${2:-trixie}" work tarball debtar series line patchfile strip
+    local pkg="$1" suite="${2:-trixie}" work tarball debtar series npatches patchfile strip
     local -a aptopts
 
     make_workdir "$pkg-src"
@@ -338,8 +338,8 @@ fetch_debian_source() {
                 patch -d "$DEBSRC_DIR" -s -f "$strip" <"$DEBSRC_DIR/debian/patches/$patchfile" >/dev/null ||
                     die "Debian patch $patchfile does not apply to $pkg $DEBSRC_VERSION"
             done <"$series"
-            line="$(grep -c '^[^#[:space:]]' "$series")"
-            say "unpacked $pkg $DEBSRC_DEBVERSION ($line Debian patches applied)"
+            npatches="$(grep -c '^[^#[:space:]]' "$series")"
+            say "unpacked $pkg $DEBSRC_DEBVERSION ($npatches Debian patches applied)"
         fi
     fi
 }
