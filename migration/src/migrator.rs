@@ -10,7 +10,7 @@ use crate::schema::expected;
 
 /// The ordered list of this project's migrations.
 ///
-/// Use it from application code with [`lock::up_locked`] (the advisory lock
+/// Use it from application code with [`crate::lock::up_locked`] (the advisory lock
 /// keeps instances that start together from racing), or
 /// `Migrator::up(&db, None).await` (from [`MigratorTrait`]) when only one
 /// process migrates.

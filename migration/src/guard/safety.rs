@@ -236,7 +236,7 @@ pub struct Finding {
     pub what: String,
     /// Which rows, if not all.
     pub rows_where: Option<String>,
-    /// How many rows (at most [`COUNT_CAP`] are counted).
+    /// How many rows (counting stops at 100,000).
     pub rows: i64,
     /// How to keep them.
     pub advice: String,
