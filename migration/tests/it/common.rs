@@ -199,10 +199,3 @@ pub async fn count<C: ConnectionTrait>(db: &C, sql: &str) -> i64 {
         .parse()
         .expect("a count")
 }
-
-/// `url` with user `user` and password `password`.
-pub fn with_user(url: &str, user: &str, password: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let host_part = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    format!("{scheme}://{user}:{password}@{host_part}")
-}

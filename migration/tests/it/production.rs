@@ -648,14 +648,16 @@ async fn an_unreachable_database_fails_fast_naming_host_port_and_fix() {
 #[tokio::test]
 async fn a_wrong_password_or_database_is_explained() {
     let db = TestDatabase::empty().await;
-    let bad_password = with_user(db.url(), "mockinterview_no_such_role", "nope");
-    let err = fails(&bad_password, &["status"]);
+    let bad_password = db
+        .db_url()
+        .with_credentials("mockinterview_no_such_role", "nope");
+    let err = fails(bad_password.as_str(), &["status"]);
     assert!(
         err.contains("rejected the login of role \"mockinterview_no_such_role\""),
         "{err}"
     );
-    let missing_db = format!("{}_missing", db.url());
-    let err = fails(&missing_db, &["status"]);
+    let missing_db = db.db_url().with_database(&format!("{}_missing", db.name()));
+    let err = fails(missing_db.as_str(), &["status"]);
     assert!(
         err.contains(&format!(
             "database \"{}_missing\" does not exist",
@@ -705,7 +707,10 @@ async fn permission_denied_to_create_pgvector_names_the_role_and_the_fix() {
     ))
     .await
     .unwrap();
-    let out = run(&with_user(db.url(), &role, password), &["up"]);
+    let out = run(
+        db.db_url().with_credentials(&role, password).as_str(),
+        &["up"],
+    );
     let created = tables(conn).await;
     // Clean up before asserting: roles are cluster-wide.
     conn.execute_unprepared(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""))
