@@ -186,6 +186,22 @@ pub struct DataAtRisk {
 /// Everything the rollbacks destroy. m004's `down` removes triggers only.
 pub const DATA_AT_RISK: &[DataAtRisk] = &[
     DataAtRisk {
+        migration: "m005_legacy_import",
+        table: "legacy_ids",
+        rows: None,
+        what: "the map from the TypeScript app's integer ids to uuids (written by \
+               `migration import`)",
+        advice: "old URLs and cache keys that name integer ids stop resolving; export the table \
+                 first (pg_dump -t legacy_ids)",
+    },
+    DataAtRisk {
+        migration: "m005_legacy_import",
+        table: "resumes",
+        rows: Some("is_primary"),
+        what: "which resume is each user's primary one (resumes.is_primary)",
+        advice: "export them first (SELECT user_id, id FROM resumes WHERE is_primary)",
+    },
+    DataAtRisk {
         migration: "m003_create_vector_store",
         table: "resume_chunks",
         rows: None,

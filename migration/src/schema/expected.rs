@@ -87,6 +87,8 @@ pub const TABLES: &[TableSpec] = &[
             UPDATED_AT,
             // m002
             ("file_data", "bytea", NULL, None),
+            // m005
+            ("is_primary", "boolean", NN, Some("false")),
         ],
     },
     // m003: exactly LangChain PGVectorStore's default layout.
@@ -97,6 +99,16 @@ pub const TABLES: &[TableSpec] = &[
             ("text", "text", NULL, None),
             ("metadata", "jsonb", NULL, None),
             ("embedding", "vector(768)", NULL, None),
+        ],
+    },
+    // m005: the TypeScript app's integer ids -> uuids.
+    TableSpec {
+        name: "legacy_ids",
+        columns: &[
+            ("table_name", "text", NN, None),
+            ("legacy_id", "bigint", NN, None),
+            ("id", "uuid", NN, None),
+            ("imported_at", TSTZ, NN, Some("now()")),
         ],
     },
 ];
@@ -164,6 +176,25 @@ pub const INDEXES: &[ObjectSpec] = &[
         name: "idx_resume_chunks_resume_id",
         definition: "CREATE INDEX idx_resume_chunks_resume_id ON resume_chunks \
                      USING btree (((metadata ->> 'resume_id'::text)))",
+    },
+    // m005
+    ObjectSpec {
+        table: "resumes",
+        name: "resumes_one_primary_per_user",
+        definition: "CREATE INDEX resumes_one_primary_per_user ON resumes USING btree (user_id) \
+                     WHERE is_primary",
+    },
+    ObjectSpec {
+        table: "legacy_ids",
+        name: "legacy_ids_pkey",
+        definition: "CREATE UNIQUE INDEX legacy_ids_pkey ON legacy_ids \
+                     USING btree (table_name, legacy_id)",
+    },
+    ObjectSpec {
+        table: "legacy_ids",
+        name: "idx_legacy_ids_id",
+        definition: "CREATE UNIQUE INDEX idx_legacy_ids_id ON legacy_ids \
+                     USING btree (table_name, id)",
     },
 ];
 
@@ -242,6 +273,23 @@ pub const CONSTRAINTS: &[ObjectSpec] = &[
         table: "resume_chunks",
         name: "resume_chunks_pkey",
         definition: "PRIMARY KEY (id)",
+    },
+    // m005: at most one primary resume per user.
+    ObjectSpec {
+        table: "resumes",
+        name: "resumes_one_primary_per_user",
+        definition: "EXCLUDE USING btree (user_id WITH =) WHERE (is_primary) DEFERRABLE",
+    },
+    ObjectSpec {
+        table: "legacy_ids",
+        name: "legacy_ids_pkey",
+        definition: "PRIMARY KEY (table_name, legacy_id)",
+    },
+    ObjectSpec {
+        table: "legacy_ids",
+        name: "legacy_ids_table_name_check",
+        definition: "CHECK ((table_name = ANY (ARRAY['user_profiles'::text, \
+                     'user_preferences'::text, 'resumes'::text])))",
     },
 ];
 
