@@ -4,8 +4,9 @@
 //! |---|---|---|
 //! | `migrations` (private) | the released migrations, m001 to m004 | **frozen**: never edited once applied; new ones are appended |
 //! | [`Migrator`] | the list, each migration wrapped with the guard rails | when a migration is added |
-//! | [`guard`] | running safely: [`lock`] (one migrator at a time), [`safety`] (lock timeout, data-loss guard), [`pgvector_check`] | living tooling |
+//! | [`guard`] | running safely: [`lock`] (one migrator at a time), [`safety`] (lock timeout, data-loss guard), [`foreign_schema`] (`up` never adopts another schema), [`pgvector_check`] | living tooling |
 //! | [`schema`] | describing and checking the schema: [`expected`] (what the migrations produce), [`catalog`] (snapshots and their diff), [`verify`], [`dry_run`] | living tooling |
+//! | [`import`] | `migration import`: copying a database of the TypeScript app into this schema | living tooling |
 //! | `cli` (feature `cli`) | the `migration` binary's command line | living tooling |
 //!
 //! Run it with `cargo run -p migration -- <command>` or
@@ -17,6 +18,7 @@
 pub use sea_orm_migration::prelude::*;
 
 pub mod guard;
+pub mod import;
 mod migrations;
 mod migrator;
 pub mod schema;
@@ -24,7 +26,7 @@ pub mod schema;
 #[cfg(feature = "cli")]
 pub mod cli;
 
-pub use guard::{lock, pgvector_check, safety};
+pub use guard::{foreign_schema, lock, pgvector_check, safety};
 pub use migrator::Migrator;
 pub use schema::{catalog, dry_run, expected, verify};
 

@@ -4,7 +4,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
-use crate::guard::{pgvector_check, safety};
+use crate::guard::{foreign_schema, pgvector_check, safety};
 use crate::migrations;
 use crate::schema::expected;
 
@@ -19,6 +19,9 @@ use crate::schema::expected;
 /// - `up` first checks that pgvector can be created when the migration that
 ///   creates it is among those to apply, so a server without pgvector (or a
 ///   role that may not create it) fails before anything is applied;
+/// - `up` refuses, before applying anything, when objects that the pending
+///   migrations create already exist with another shape (a database of the
+///   TypeScript app, for one): [`foreign_schema`];
 /// - `down`, `refresh`, `reset` and `fresh` refuse, before changing
 ///   anything, when they would destroy stored data ([`safety`]);
 /// - a migration cancelled by `lock_timeout` fails with an explanation
@@ -53,6 +56,7 @@ impl MigratorTrait for Migrator {
         if to_apply.iter().any(|m| m == CREATES_PGVECTOR) {
             pgvector_check::ensure_can_create(&db, expected::PGVECTOR).await?;
         }
+        foreign_schema::check_pending(&db, &to_apply).await?;
         let outcome = Unguarded::up(reborrow(&db), steps).await;
         explain(&db, outcome, Direction::Up).await
     }
@@ -107,12 +111,13 @@ fn reborrow<'a>(db: &'a DatabaseExecutor<'_>) -> DatabaseExecutor<'a> {
     }
 }
 
-/// Names of the migrations `up(steps)` would apply, in order.
+/// Names of the migrations `up(steps)` would apply, in order. Read-only:
+/// a refused `up` leaves no `seaql_migrations` table behind.
 async fn pending_names(
     db: &DatabaseExecutor<'_>,
     steps: Option<u32>,
 ) -> Result<Vec<String>, DbErr> {
-    let pending = Migrator::get_pending_migrations(db).await?;
+    let pending = Migrator::get_pending_migrations_read_only(db).await?;
     let take = steps.map_or(pending.len(), |n| n as usize);
     Ok(pending
         .iter()

@@ -8,12 +8,17 @@
 //! - `verify [--json]`: check the live database against the migrations;
 //! - `up --dry-run [--json]`: apply in a transaction, report, roll back;
 //! - `--force` on `down`, `refresh`, `reset`, `fresh`: allow data loss;
-//! - `--lock-timeout` (`MIGRATION_LOCK_TIMEOUT`): the migrations' lock_timeout.
+//! - `--lock-timeout` (`MIGRATION_LOCK_TIMEOUT`): the migrations' lock_timeout;
+//! - `import --from <legacy-url> [--dry-run] [--report FILE]
+//!   [--leave-unowned-tables] [--source-timezone ZONE]`: copy a database of
+//!   the TypeScript app into the (empty) database of DATABASE_URL
+//!   ([`crate::import`]).
 //!
 //! Every subcommand that touches the database except `verify` holds the
 //! migration advisory lock for the whole run, on the binary's single
-//! connection.
+//! connection (`import` takes it itself, except in a dry run).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +26,7 @@ use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::sea_orm::{DatabaseConnection, DbErr};
 
 use crate::Migrator;
+use crate::import::{self, ImportOptions};
 use crate::guard::lock::MigrationLock;
 use crate::guard::safety::{self, SafetyOptions};
 use crate::schema::{dry_run, verify};
@@ -156,6 +162,45 @@ enum Command {
         #[arg(long, help = "Print the report as JSON")]
         json: bool,
     },
+    #[command(
+        about = "Copy a database of the TypeScript app into this one (DATABASE_URL), accounting \
+                 for every row",
+        long_about = "Copy a database of the TypeScript app (schema versions v0 to v5) into the \
+                      database of DATABASE_URL, which must hold no application rows: it is \
+                      migrated first, then written in one transaction (a failure leaves it \
+                      empty). The source is read in one read-only snapshot and never written. \
+                      Every legacy row is imported, imported with normalized values, or \
+                      excluded; the report lists every normalization and every exclusion (with \
+                      the full original row) and the checksums of the copied texts, embeddings \
+                      and PDFs. Run it with --dry-run first. See the README, \"Coming from the \
+                      TypeScript app\".",
+        display_order = 86
+    )]
+    Import {
+        #[arg(
+            long,
+            value_name = "LEGACY_URL",
+            help = "The TypeScript app's database, postgres://user:password@host:5432/db (only read)"
+        )]
+        from: String,
+        #[arg(long, help = "Read and decide everything, print the report, write nothing")]
+        dry_run: bool,
+        #[arg(long, value_name = "FILE", help = "Also write the report as JSON to FILE")]
+        report: Option<PathBuf>,
+        #[arg(
+            long,
+            help = "Acknowledge that tables outside this data layer (the interview and HR tables \
+                    of v4 and v5) are not imported and stay in the source"
+        )]
+        leave_unowned_tables: bool,
+        #[arg(
+            long,
+            value_name = "ZONE",
+            help = "Time zone the app's timestamps were written in (default: the source \
+                    server's TimeZone setting)"
+        )]
+        source_timezone: Option<String>,
+    },
 }
 
 const FORCE_HELP: &str = "Allow destroying stored data (same as MOCKINTERVIEW_ALLOW_DATA_LOSS=1)";
@@ -232,6 +277,24 @@ async fn run_database_command(cli: Cli) -> Result<(), String> {
         dry_run: false,
         json: false,
     });
+    if let Command::Import {
+        from,
+        dry_run,
+        report,
+        leave_unowned_tables,
+        source_timezone,
+    } = command
+    {
+        return run_import(
+            &db,
+            &from,
+            dry_run,
+            report,
+            leave_unowned_tables,
+            source_timezone,
+        )
+        .await;
+    }
     if let Command::Verify { json } = command {
         let report = verify::verify(&db).await.map_err(message)?;
         if json {
@@ -290,11 +353,40 @@ async fn execute(db: &DatabaseConnection, command: Command) -> Result<(), String
         }
         Command::Up { num, .. } => Migrator::up(db, num).await,
         Command::Down { num, .. } => Migrator::down(db, Some(num)).await,
-        Command::Init | Command::Generate { .. } | Command::Verify { .. } => {
-            unreachable!("handled before connecting")
+        Command::Init | Command::Generate { .. } | Command::Verify { .. } | Command::Import { .. } => {
+            unreachable!("handled before taking the lock")
         }
     };
     outcome.map_err(message)
+}
+
+/// `import`: runs it, prints the report, writes the JSON file.
+async fn run_import(
+    db: &DatabaseConnection,
+    from: &str,
+    dry_run: bool,
+    report_file: Option<PathBuf>,
+    leave_unowned_tables: bool,
+    source_timezone: Option<String>,
+) -> Result<(), String> {
+    let from = pgconn::DbUrl::parse(from).map_err(|e| format!("--from: {e}"))?;
+    let options = ImportOptions {
+        dry_run,
+        leave_unowned_tables,
+        source_timezone,
+        ..ImportOptions::new(from)
+    };
+    let report = import::import(db, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{report}");
+    if let Some(path) = report_file {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json)
+            .map_err(|e| format!("could not write the report to {}: {e}", path.display()))?;
+        println!("Report written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// The error's own text, without sea-orm's "Migration Error: " style prefix
