@@ -26,9 +26,9 @@ use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::sea_orm::{DatabaseConnection, DbErr};
 
 use crate::Migrator;
-use crate::import::{self, ImportOptions};
 use crate::guard::lock::MigrationLock;
 use crate::guard::safety::{self, SafetyOptions};
+use crate::import::{self, ImportOptions};
 use crate::schema::{dry_run, verify};
 
 pub mod connect;
@@ -183,9 +183,16 @@ enum Command {
             help = "The TypeScript app's database, postgres://user:password@host:5432/db (only read)"
         )]
         from: String,
-        #[arg(long, help = "Read and decide everything, print the report, write nothing")]
+        #[arg(
+            long,
+            help = "Read and decide everything, print the report, write nothing"
+        )]
         dry_run: bool,
-        #[arg(long, value_name = "FILE", help = "Also write the report as JSON to FILE")]
+        #[arg(
+            long,
+            value_name = "FILE",
+            help = "Also write the report as JSON to FILE"
+        )]
         report: Option<PathBuf>,
         #[arg(
             long,
@@ -353,7 +360,10 @@ async fn execute(db: &DatabaseConnection, command: Command) -> Result<(), String
         }
         Command::Up { num, .. } => Migrator::up(db, num).await,
         Command::Down { num, .. } => Migrator::down(db, Some(num)).await,
-        Command::Init | Command::Generate { .. } | Command::Verify { .. } | Command::Import { .. } => {
+        Command::Init
+        | Command::Generate { .. }
+        | Command::Verify { .. }
+        | Command::Import { .. } => {
             unreachable!("handled before taking the lock")
         }
     };

@@ -183,11 +183,10 @@ fn conflicts(here: &Catalog, steps: &[(String, Catalog)], pending: &[String]) ->
             let Some(found) = here_objects.get(&key) else {
                 continue;
             };
-            let expected = final_objects
-                .get(&key)
-                .map_or_else(|| change.after.clone().unwrap_or_default(), |o| {
-                    o.definition.clone()
-                });
+            let expected = final_objects.get(&key).map_or_else(
+                || change.after.clone().unwrap_or_default(),
+                |o| o.definition.clone(),
+            );
             if found.definition != expected {
                 out.push(Conflict {
                     migration: name.clone(),
@@ -198,7 +197,12 @@ fn conflicts(here: &Catalog, steps: &[(String, Catalog)], pending: &[String]) ->
                 });
             }
             if change.kind == ObjectKind::Table {
-                out.extend(extra_objects(&here_objects, &final_objects, name, &change.name));
+                out.extend(extra_objects(
+                    &here_objects,
+                    &final_objects,
+                    name,
+                    &change.name,
+                ));
             }
         }
         // In migration order; within one, by kind (tables, columns,

@@ -8,8 +8,8 @@
 //! Fields read from the source can be passed through unchanged
 //! ([`Encoder::raw`]): texts, embeddings and PDFs are copied byte for byte.
 
-use uuid::Uuid;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 /// The 19-byte header of the binary format (signature, flags, extension).
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -336,7 +336,10 @@ mod tests {
             assert_eq!(int4(rows[0][0].as_deref().unwrap()), Some(7));
             assert_eq!(rows[0][1].as_deref(), Some("héllo".as_bytes()));
             assert_eq!(rows[0][2], None);
-            assert_eq!(jsonb(rows[1][2].as_deref().unwrap()), Some(&br#"{"a":1}"#[..]));
+            assert_eq!(
+                jsonb(rows[1][2].as_deref().unwrap()),
+                Some(&br#"{"a":1}"#[..])
+            );
         }
     }
 

@@ -104,7 +104,7 @@ impl std::fmt::Display for ShapeMismatch {
             )?,
             None => writeln!(
                 f,
-                "the schema has none of the TypeScript app's tables (user_profiles, \
+                "the schema is not one of the TypeScript app's (user_profiles, \
                  user_preferences, resumes, resume_chunks):"
             )?,
         }
@@ -287,6 +287,21 @@ pub fn detect(catalog: &Catalog) -> Result<Detected, ShapeMismatch> {
                 .collect(),
         });
     }
+    let uuid_ids = catalog
+        .tables
+        .get("user_profiles")
+        .and_then(|cols| cols.iter().find(|c| c.name == "id"))
+        .is_some_and(|c| c.sql_type == "uuid");
+    if uuid_ids {
+        return Err(ShapeMismatch {
+            closest: None,
+            differences: vec![
+                "user_profiles.id is a uuid: this is this project's own schema (or one like it), \
+                 not the TypeScript app's"
+                    .into(),
+            ],
+        });
+    }
     let scored: Vec<(&Candidate, Vec<String>)> = CANDIDATES
         .iter()
         .map(|c| (c, differences(catalog, c)))
@@ -458,7 +473,11 @@ mod tests {
                 cols.iter()
                     .map(|&(n, t, nn)| Column {
                         name: n.into(),
-                        sql_type: if t == ANY_VECTOR { "vector".into() } else { t.into() },
+                        sql_type: if t == ANY_VECTOR {
+                            "vector".into()
+                        } else {
+                            t.into()
+                        },
                         not_null: nn,
                         default: None,
                     })
@@ -533,15 +552,17 @@ mod tests {
         assert_eq!(err.closest, Some(LegacyVersion::V3));
         assert_eq!(
             err.differences,
-            [
-                "column resumes.file_name is text NOT NULL, v3 has character varying(255) NOT NULL"
-            ]
+            ["column resumes.file_name is text NOT NULL, v3 has character varying(255) NOT NULL"]
         );
     }
 
     #[test]
     fn this_projects_schema_is_not_a_legacy_one() {
         let err = detect(&crate::expected::catalog()).unwrap_err();
-        assert!(err.differences.len() > 10, "{err}");
+        assert_eq!(err.closest, None);
+        assert!(
+            err.differences[0].contains("this project's own schema"),
+            "{err}"
+        );
     }
 }

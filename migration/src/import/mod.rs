@@ -31,14 +31,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
+use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::TryStreamExt;
 use pgconn::DbUrl;
 use sea_orm_migration::MigratorTrait;
-use uuid::Uuid;
-use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm_migration::sea_orm::sqlx::postgres::{PgConnection, PgCopyIn};
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::{Value as Json, json};
+use uuid::Uuid;
 
 use crate::Migrator;
 use crate::guard::lock::MigrationLock;
@@ -51,7 +51,7 @@ mod source;
 mod target;
 
 use detect::{ChunkLayout, LegacyVersion, ShapeMismatch};
-use plan::{ChunkRules, LegacyChunk, Ledger, ProfileRow, ResumeRow};
+use plan::{ChunkRules, Ledger, LegacyChunk, ProfileRow, ResumeRow};
 pub use report::ImportReport;
 use report::{Checksum, Created, UnownedTable, Warning};
 use source::Source;
@@ -324,10 +324,8 @@ async fn run(
     let (profiles, profile_outcome) = plan::plan_profiles(&mut ledger, &profiles_src, import_time);
     let preferences =
         plan::plan_preferences(&mut ledger, &prefs_src, &profile_outcome, import_time);
-    let uid_to_profile: HashMap<String, i32> = profiles_src
-        .iter()
-        .map(|p| (p.uid.clone(), p.id))
-        .collect();
+    let uid_to_profile: HashMap<String, i32> =
+        profiles_src.iter().map(|p| (p.uid.clone(), p.id)).collect();
     let (resumes, resume_outcome) = plan::plan_resumes(
         &mut ledger,
         &resumes_src,
@@ -348,7 +346,11 @@ async fn run(
             .into_iter()
             .map(|(id, row)| (id.to_string(), row))
             .collect();
-        for e in ledger.exclusions.iter_mut().filter(|e| e.table == "resumes") {
+        for e in ledger
+            .exclusions
+            .iter_mut()
+            .filter(|e| e.table == "resumes")
+        {
             if let Some(row) = full.get(&e.legacy_id.to_string()) {
                 e.row = row.clone();
             }
@@ -427,7 +429,17 @@ async fn run(
         let lock = MigrationLock::acquire(target)
             .await
             .map_err(|e| ImportError::Migrate(e.to_string()))?;
-        let outcome = write(target, source, options, &load, chunk_rules, &mut ledger, &mut report, &mut timer).await;
+        let outcome = write(
+            target,
+            source,
+            options,
+            &load,
+            chunk_rules,
+            &mut ledger,
+            &mut report,
+            &mut timer,
+        )
+        .await;
         let released = lock.release().await;
         outcome?;
         released.map_err(|e| ImportError::Migrate(e.to_string()))?;
@@ -441,8 +453,12 @@ async fn run(
 }
 
 /// Refuses when `--from` is the target itself.
-async fn same_database_check(target: &DatabaseConnection, source: &Source) -> Result<(), ImportError> {
-    const WHO: &str = "SELECT current_database()::text || '@' || pg_postmaster_start_time()::text AS who";
+async fn same_database_check(
+    target: &DatabaseConnection,
+    source: &Source,
+) -> Result<(), ImportError> {
+    const WHO: &str =
+        "SELECT current_database()::text || '@' || pg_postmaster_start_time()::text AS who";
     let here = target
         .query_one_raw(Statement::from_string(DbBackend::Postgres, WHO))
         .await
@@ -558,7 +574,9 @@ async fn stream_chunks(
     state: &mut Streamed,
 ) -> Result<(), ImportError> {
     let mut copy: Option<PgCopyIn<&mut PgConnection>> = match tx {
-        Some(tx) => Some(target::copy_in(tx, "resume_chunks", "id, text, metadata, embedding").await?),
+        Some(tx) => {
+            Some(target::copy_in(tx, "resume_chunks", "id, text, metadata, embedding").await?)
+        }
         None => None,
     };
     let serial = load.layout == ChunkLayout::Serial;
@@ -585,7 +603,10 @@ async fn stream_chunks(
                 legacy_id: legacy_id.clone(),
                 uuid,
                 metadata: dec.field(&row[2]).and_then(copy::jsonb),
-                dims: dec.field(&row[4]).and_then(copy::int4).and_then(|d| usize::try_from(d).ok()),
+                dims: dec
+                    .field(&row[4])
+                    .and_then(copy::int4)
+                    .and_then(|d| usize::try_from(d).ok()),
                 resume_id_column: if serial {
                     dec.field(&row[6]).and_then(copy::int4)
                 } else {
@@ -602,9 +623,7 @@ async fn stream_chunks(
                     None
                 },
             };
-            let nfc = dec
-                .field(&row[5])
-                .and_then(|b| std::str::from_utf8(b).ok());
+            let nfc = dec.field(&row[5]).and_then(|b| std::str::from_utf8(b).ok());
             match state.rules.map(&chunk, nfc) {
                 Ok(mapped) => {
                     state.chunks_imported += 1;
@@ -648,7 +667,11 @@ async fn finish_report(
 ) -> Result<(), ImportError> {
     // Chunk exclusions, with the full original rows.
     let originals: HashMap<String, Json> = match load.layout {
-        ChunkLayout::Serial => source.originals_by_int("resume_chunks", &state.excluded_int).await?,
+        ChunkLayout::Serial => {
+            source
+                .originals_by_int("resume_chunks", &state.excluded_int)
+                .await?
+        }
         ChunkLayout::LangChain => source.chunk_originals_by_uuid(&state.excluded_uuid).await?,
     }
     .into_iter()
@@ -656,7 +679,10 @@ async fn finish_report(
     .collect();
     ledger.add("resume_chunks", state.chunks_read, state.chunks_imported);
     for (id, reason) in std::mem::take(&mut state.chunk_rows) {
-        let row = originals.get(&id.to_string()).cloned().unwrap_or(Json::Null);
+        let row = originals
+            .get(&id.to_string())
+            .cloned()
+            .unwrap_or(Json::Null);
         ledger.exclude("resume_chunks", id, reason, row);
     }
     for table in ["user_profiles", "user_preferences", "resumes"] {
@@ -723,7 +749,12 @@ async fn finish_report(
             ),
         )
         .await?;
-        compare("resume_chunks", "row count", &chunk_sum.rows.to_string(), &n.to_string())?;
+        compare(
+            "resume_chunks",
+            "row count",
+            &chunk_sum.rows.to_string(),
+            &n.to_string(),
+        )?;
         compare("resume_chunks", "checksum", &chunk_sum.source, &sum)?;
         chunk_sum.target = Some(sum);
         if let Some(r) = resume_sum.as_mut() {
@@ -790,7 +821,10 @@ async fn write(
     timer.lap("migrate");
 
     let pool = target.get_postgres_connection_pool();
-    let mut tx = pool.begin().await.map_err(target::failed("starting the transaction"))?;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(target::failed("starting the transaction"))?;
     target::exec(
         &mut tx,
         &format!(
@@ -825,8 +859,12 @@ async fn write(
     } else {
         let indexes = target::hnsw_indexes(&mut tx).await?;
         for (name, _) in &indexes {
-            target::exec(&mut tx, &format!("DROP INDEX {name}"), "dropping the HNSW index")
-                .await?;
+            target::exec(
+                &mut tx,
+                &format!("DROP INDEX {name}"),
+                "dropping the HNSW index",
+            )
+            .await?;
         }
         indexes
     };
@@ -839,7 +877,10 @@ async fn write(
         });
         target::exec(
             &mut tx,
-            &format!("SET LOCAL maintenance_work_mem = '{}'", mem.replace('\'', "")),
+            &format!(
+                "SET LOCAL maintenance_work_mem = '{}'",
+                mem.replace('\'', "")
+            ),
             "setting maintenance_work_mem",
         )
         .await?;
@@ -883,7 +924,10 @@ async fn write(
     // Every table adds up, and the target holds exactly what was counted.
     let imported = |t: &str| ledger.tables.get(t).map_or(0, |c| c.imported);
     for (table, expected) in [
-        ("user_profiles", imported("user_profiles") + created.len() as u64),
+        (
+            "user_profiles",
+            imported("user_profiles") + created.len() as u64,
+        ),
         ("user_preferences", imported("user_preferences")),
         ("resumes", imported("resumes")),
         ("resume_chunks", imported("resume_chunks")),

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use uuid::Uuid;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
+use uuid::Uuid;
 
 use super::detect::LegacyVersion;
 use super::report::{Exclusion, Normalization, TableCounts, Warning};
@@ -340,7 +340,10 @@ pub fn plan_profiles(
                 p.uid
             );
             ledger.exclude(T, json!(p.id), reason.clone(), p.original.clone());
-            outcome.insert(p.id, Err(format!("its profile {} is excluded: {reason}", p.id)));
+            outcome.insert(
+                p.id,
+                Err(format!("its profile {} is excluded: {reason}", p.id)),
+            );
             continue;
         }
         if let Some(kept) = by_nfc.get(p.uid_nfc.as_str()) {
@@ -644,8 +647,7 @@ pub fn plan_resumes(
                     r.file_path.as_deref().and_then(name_from_upload_path)
                 {
                     (n, "the name in file_path")
-                } else if let Some(n) = r.chunk_file_name.clone().filter(|n| !n.trim().is_empty())
-                {
+                } else if let Some(n) = r.chunk_file_name.clone().filter(|n| !n.trim().is_empty()) {
                     (n, "metadata.file_name of its chunks")
                 } else if !r.title.trim().is_empty() {
                     (format!("{}.pdf", r.title.trim()), "the title + .pdf")
@@ -891,12 +893,18 @@ impl ChunkRules {
     ///
     /// # Errors
     /// The reason the chunk is excluded.
-    pub fn map(&mut self, chunk: &LegacyChunk<'_>, nfc: Option<&str>) -> Result<ChunkTarget, String> {
+    pub fn map(
+        &mut self,
+        chunk: &LegacyChunk<'_>,
+        nfc: Option<&str>,
+    ) -> Result<ChunkTarget, String> {
         match chunk.dims {
             None => {
-                return Err("no embedding (NULL): it cannot be searched, and the library's \
+                return Err(
+                    "no embedding (NULL): it cannot be searched, and the library's \
                             search cannot score it; re-embed its text"
-                    .into());
+                        .into(),
+                );
             }
             Some(d) if d != EMBEDDING_DIMENSIONS => {
                 return Err(format!(
@@ -1006,7 +1014,11 @@ impl ChunkRules {
             put(&mut out, "legacy_user_id", r.get());
         }
         if let Some(resume_id) = resume_id {
-            put(&mut out, "resume_id", &json!(resume_id.to_string()).to_string());
+            put(
+                &mut out,
+                "resume_id",
+                &json!(resume_id.to_string()).to_string(),
+            );
         }
         if let Some(r) = raw_resume {
             put(&mut out, "legacy_resume_id", r.get());
@@ -1015,7 +1027,11 @@ impl ChunkRules {
             put(&mut out, "legacy_chunk_index", &i.to_string());
         }
         if let Some(t) = &chunk.created_at_column {
-            put(&mut out, "legacy_created_at", &json!(show_time(t)).to_string());
+            put(
+                &mut out,
+                "legacy_created_at",
+                &json!(show_time(t)).to_string(),
+            );
         }
         if chunk.uuid.is_none() {
             put(&mut out, "legacy_id", &chunk.legacy_id.to_string());
@@ -1101,7 +1117,12 @@ mod tests {
         let now = t("2026-01-01T00:00:00Z");
         let rows = [
             profile(16, "ren\u{e9}e", "ren\u{e9}e", Some("2025-11-05T08:00:00Z")),
-            profile(7, "rene\u{301}e", "ren\u{e9}e", Some("2025-10-26T10:05:00Z")),
+            profile(
+                7,
+                "rene\u{301}e",
+                "ren\u{e9}e",
+                Some("2025-10-26T10:05:00Z"),
+            ),
         ];
         let (out, outcome) = plan_profiles(&mut ledger, &rows, now);
         assert_eq!(out.len(), 1);

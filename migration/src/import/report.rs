@@ -191,11 +191,19 @@ impl std::fmt::Display for ImportReport {
         writeln!(
             f,
             "{} {} -> {}",
-            if self.dry_run { "Dry run of the import" } else { "Import" },
+            if self.dry_run {
+                "Dry run of the import"
+            } else {
+                "Import"
+            },
             self.source,
             self.target
         )?;
-        writeln!(f, "Source: TypeScript app database, version {}", self.version)?;
+        writeln!(
+            f,
+            "Source: TypeScript app database, version {}",
+            self.version
+        )?;
         for e in &self.version_evidence {
             writeln!(f, "  because {e}")?;
         }
@@ -233,7 +241,11 @@ impl std::fmt::Display for ImportReport {
                 n.rule
             )?;
         }
-        writeln!(f, "\nExclusions ({}), each with its full original row:", self.exclusions.len())?;
+        writeln!(
+            f,
+            "\nExclusions ({}), each with its full original row:",
+            self.exclusions.len()
+        )?;
         for e in &self.exclusions {
             writeln!(f, "  {} {}: {}", e.table, compact(&e.legacy_id), e.reason)?;
             writeln!(f, "    row: {}", e.row)?;

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use pgconn::DbUrl;
 use chrono::{DateTime, Utc};
+use pgconn::DbUrl;
 use sea_orm_migration::sea_orm::sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sea_orm_migration::sea_orm::sqlx::{self, AssertSqlSafe, Row};
 use sea_orm_migration::sea_orm::{DatabaseConnection, SqlxPostgresConnector};
@@ -363,12 +363,12 @@ impl Source {
     /// Database errors.
     pub async fn copy_pdfs(
         &self,
-    ) -> Result<
-        futures_util::stream::BoxStream<'static, sqlx::Result<bytes::Bytes>>,
-        ImportError,
-    > {
-        self.copy_out("COPY (SELECT id, file_data FROM resumes ORDER BY id) TO STDOUT (FORMAT binary)")
-            .await
+    ) -> Result<futures_util::stream::BoxStream<'static, sqlx::Result<bytes::Bytes>>, ImportError>
+    {
+        self.copy_out(
+            "COPY (SELECT id, file_data FROM resumes ORDER BY id) TO STDOUT (FORMAT binary)",
+        )
+        .await
     }
 
     /// The chunks, as `COPY` rows: `id, text, metadata, embedding,
@@ -380,10 +380,8 @@ impl Source {
     pub async fn copy_chunks(
         &self,
         layout: ChunkLayout,
-    ) -> Result<
-        futures_util::stream::BoxStream<'static, sqlx::Result<bytes::Bytes>>,
-        ImportError,
-    > {
+    ) -> Result<futures_util::stream::BoxStream<'static, sqlx::Result<bytes::Bytes>>, ImportError>
+    {
         let nfc = self.nfc("(metadata ->> 'user_id')");
         let extra = match layout {
             ChunkLayout::LangChain => String::new(),
@@ -402,10 +400,8 @@ impl Source {
     async fn copy_out(
         &self,
         statement: &str,
-    ) -> Result<
-        futures_util::stream::BoxStream<'static, sqlx::Result<bytes::Bytes>>,
-        ImportError,
-    > {
+    ) -> Result<futures_util::stream::BoxStream<'static, sqlx::Result<bytes::Bytes>>, ImportError>
+    {
         use sqlx::postgres::PgPoolCopyExt;
         self.pool
             .copy_out_raw(statement)

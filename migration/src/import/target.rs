@@ -1,12 +1,12 @@
 //! Writing the target: everything in one transaction, tables loaded with
 //! binary `COPY`, checked before commit.
 
-use sea_orm_migration::sea_orm::DatabaseConnection;
-use uuid::Uuid;
 use chrono::{DateTime, Utc};
+use sea_orm_migration::sea_orm::DatabaseConnection;
 use sea_orm_migration::sea_orm::sqlx::postgres::{PgConnection, PgCopyIn};
 use sea_orm_migration::sea_orm::sqlx::{self, AssertSqlSafe, Row};
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
+use uuid::Uuid;
 
 use super::ImportError;
 use super::copy::Encoder;
@@ -56,7 +56,9 @@ pub(crate) fn failed(what: &str) -> impl FnOnce(sqlx::Error) -> ImportError + '_
 ///
 /// # Errors
 /// Database errors.
-pub async fn application_rows<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, i64)>, ImportError> {
+pub async fn application_rows<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Vec<(String, i64)>, ImportError> {
     let mut out = Vec::new();
     for table in APPLICATION_TABLES {
         let exists = db
@@ -122,13 +124,21 @@ pub async fn copy_in<'c>(
 }
 
 /// Sends a full piece of a `COPY`.
-pub async fn send(copy: &mut PgCopyIn<&mut PgConnection>, enc: &mut Encoder) -> Result<(), ImportError> {
-    copy.send(enc.take()).await.map_err(failed("sending COPY data"))?;
+pub async fn send(
+    copy: &mut PgCopyIn<&mut PgConnection>,
+    enc: &mut Encoder,
+) -> Result<(), ImportError> {
+    copy.send(enc.take())
+        .await
+        .map_err(failed("sending COPY data"))?;
     Ok(())
 }
 
 /// Sends the rest and ends a `COPY`; returns the rows the server counted.
-pub async fn finish(mut copy: PgCopyIn<&mut PgConnection>, enc: Encoder) -> Result<u64, ImportError> {
+pub async fn finish(
+    mut copy: PgCopyIn<&mut PgConnection>,
+    enc: Encoder,
+) -> Result<u64, ImportError> {
     copy.send(enc.finish())
         .await
         .map_err(failed("sending COPY data"))?;
@@ -139,7 +149,10 @@ pub async fn finish(mut copy: PgCopyIn<&mut PgConnection>, enc: Encoder) -> Resu
 ///
 /// # Errors
 /// Database errors.
-pub async fn write_profiles(tx: &mut PgConnection, rows: &[ProfileRow]) -> Result<u64, ImportError> {
+pub async fn write_profiles(
+    tx: &mut PgConnection,
+    rows: &[ProfileRow],
+) -> Result<u64, ImportError> {
     let mut copy = copy_in(
         tx,
         "user_profiles",
@@ -257,8 +270,10 @@ pub async fn hnsw_indexes(tx: &mut PgConnection) -> Result<Vec<(String, String)>
     rows.iter()
         .map(|r| {
             Ok((
-                r.try_get("name").map_err(failed("listing the HNSW indexes"))?,
-                r.try_get("def").map_err(failed("listing the HNSW indexes"))?,
+                r.try_get("name")
+                    .map_err(failed("listing the HNSW indexes"))?,
+                r.try_get("def")
+                    .map_err(failed("listing the HNSW indexes"))?,
             ))
         })
         .collect()

@@ -14,8 +14,10 @@
 //!   that moving the mark is one `UPDATE`); the app's own data broke that
 //!   rule under concurrent requests, which the import resolves and reports.
 //!
-//! Raw SQL throughout (the schema builder has no exclusion constraints),
-//! and no `IF NOT EXISTS`: this migration creates its objects or fails.
+//! Raw SQL throughout (the schema builder has no exclusion constraints).
+//! Idempotent like m001..m004, so that `up` can adopt identical objects
+//! (`Migrator::up` refuses existing objects of another shape before any
+//! migration runs).
 
 use sea_orm_migration::prelude::*;
 
@@ -27,7 +29,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         for sql in [
-            "CREATE TABLE legacy_ids ( \
+            "CREATE TABLE IF NOT EXISTS legacy_ids ( \
                table_name text NOT NULL \
                  CHECK (table_name IN ('user_profiles', 'user_preferences', 'resumes')), \
                legacy_id bigint NOT NULL, \
@@ -35,14 +37,20 @@ impl MigrationTrait for Migration {
                imported_at timestamptz NOT NULL DEFAULT now(), \
                PRIMARY KEY (table_name, legacy_id))",
             // Reverse lookups (uuid -> the old integer, for old cache keys).
-            "CREATE UNIQUE INDEX idx_legacy_ids_id ON legacy_ids (table_name, id)",
+            "CREATE UNIQUE INDEX IF NOT EXISTS idx_legacy_ids_id ON legacy_ids (table_name, id)",
             "COMMENT ON TABLE legacy_ids IS \
              'Integer ids of the TypeScript app (table_name.legacy_id) and the uuid each row \
              got when `migration import` copied it (migration m005_legacy_import)'",
-            "ALTER TABLE resumes ADD COLUMN is_primary boolean NOT NULL DEFAULT false",
-            "ALTER TABLE resumes ADD CONSTRAINT resumes_one_primary_per_user \
-             EXCLUDE USING btree (user_id WITH =) WHERE (is_primary) \
-             DEFERRABLE INITIALLY IMMEDIATE",
+            "ALTER TABLE resumes ADD COLUMN IF NOT EXISTS is_primary boolean NOT NULL DEFAULT false",
+            "DO $$ BEGIN \
+               IF NOT EXISTS (SELECT 1 FROM pg_constraint \
+                              WHERE conrelid = 'resumes'::regclass \
+                                AND conname = 'resumes_one_primary_per_user') THEN \
+                 ALTER TABLE resumes ADD CONSTRAINT resumes_one_primary_per_user \
+                   EXCLUDE USING btree (user_id WITH =) WHERE (is_primary) \
+                   DEFERRABLE INITIALLY IMMEDIATE; \
+               END IF; \
+             END $$",
         ] {
             db.execute_unprepared(sql).await?;
         }
@@ -52,7 +60,8 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         for sql in [
-            // Dropping the column drops the constraint that uses it.
+            // The constraint's predicate uses the column: it goes first.
+            "ALTER TABLE resumes DROP CONSTRAINT IF EXISTS resumes_one_primary_per_user",
             "ALTER TABLE resumes DROP COLUMN IF EXISTS is_primary",
             "DROP TABLE IF EXISTS legacy_ids",
         ] {

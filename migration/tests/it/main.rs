@@ -8,6 +8,7 @@
 
 mod cli;
 mod common;
+mod import;
 mod migrations;
 mod production;
 mod schema;

@@ -152,9 +152,9 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
     let report = ok(db.url(), &["verify"]);
     for line in [
         "pgvector 0.",
-        "migrations: 4 applied, 0 pending, 0 unknown",
-        "tables: 4/4 as expected",
-        "indexes: 11/11 as expected",
+        "migrations: 5 applied, 0 pending, 0 unknown",
+        "tables: 5/5 as expected",
+        "indexes: 14/14 as expected",
         "triggers: 5/5 as expected",
         "Table sizes:",
         "public.resume_chunks",
@@ -170,12 +170,15 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
     assert_eq!(json["ok"], true);
     assert_eq!(json["problems"], 0);
     assert!(json["pgvector"]["installed_version"].is_string());
-    assert_eq!(json["migrations"]["applied"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        json["migrations"]["applied"].as_array().unwrap().len(),
+        ALL.len()
+    );
     let sizes = json["table_sizes"].as_array().unwrap();
     assert_eq!(
         sizes.len(),
-        5,
-        "four tables and seaql_migrations: {sizes:?}"
+        6,
+        "five tables and seaql_migrations: {sizes:?}"
     );
     assert!(sizes.iter().all(|s| s["bytes"].as_i64().unwrap() > 0));
     let embedding = json["checks"]
@@ -192,8 +195,8 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
 async fn verify_reports_every_difference_and_fails() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    // m004 rolled back: its triggers and functions are pending.
-    ok(db.url(), &["down"]);
+    // m005 and m004 rolled back: their objects are pending.
+    ok(db.url(), &["down", "-n", "2"]);
     for sql in [
         "DROP INDEX idx_resume_chunks_embedding",
         "DROP INDEX idx_resume_chunks_user_id",
@@ -211,6 +214,8 @@ async fn verify_reports_every_difference_and_fails() {
     let report = fails(db.url(), &["verify"]);
     for line in [
         "pending: m004_delete_orphan_chunks",
+        "pending: m005_legacy_import",
+        "missing table legacy_ids",
         "unknown: m099_from_the_future",
         "missing index idx_resume_chunks_embedding",
         "different index idx_resume_chunks_user_id",
@@ -238,7 +243,7 @@ async fn verify_reports_every_difference_and_fails() {
         .map(|c| format!("{} {} {}", c["status"], c["kind"], c["name"]))
         .collect();
     assert_eq!(
-        problems.len() + 2, // plus one pending and one unknown migration
+        problems.len() + 3, // plus two pending and one unknown migration
         json["problems"].as_u64().unwrap() as usize,
         "{problems:?}"
     );
@@ -259,7 +264,7 @@ async fn verify_says_when_pgvector_is_missing() {
         "{report}"
     );
     assert!(
-        report.contains("migrations: 0 applied, 4 pending"),
+        report.contains(&format!("migrations: 0 applied, {} pending", ALL.len())),
         "{report}"
     );
     assert!(report.contains("missing table resume_chunks"), "{report}");
@@ -284,9 +289,12 @@ async fn dry_run_on_an_empty_database_reports_everything_and_changes_nothing() {
 
     let report = ok(db.url(), &["up", "--dry-run"]);
     for line in [
-        "Dry run: 4 migration(s) would be applied:",
+        &format!("Dry run: {} migration(s) would be applied:", ALL.len()),
         "  m001_user_profiles",
         "  m004_delete_orphan_chunks",
+        "  m005_legacy_import",
+        "+ table legacy_ids",
+        "+ column resumes.is_primary: boolean NOT NULL DEFAULT false",
         "+ extension vector",
         "+ table user_profiles",
         "+ table resume_chunks",
@@ -334,7 +342,7 @@ async fn dry_run_on_an_empty_database_reports_everything_and_changes_nothing() {
 async fn dry_run_of_part_of_the_migrations_leaves_bookkeeping_and_data_alone() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    ok(db.url(), &["down", "-n", "2"]);
+    ok(db.url(), &["down", "-n", "3"]);
     conn.execute_unprepared("INSERT INTO user_profiles (firebase_uid) VALUES ('uid-1')")
         .await
         .unwrap();
@@ -400,7 +408,7 @@ async fn dry_run_of_part_of_the_migrations_leaves_bookkeeping_and_data_alone() {
 async fn a_blocked_migration_gives_up_after_lock_timeout_and_says_what_to_do() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    ok(db.url(), &["down", "-n", "3"]); // back to m001: m002 alters resumes next
+    ok(db.url(), &["down", "-n", "4"]); // back to m001: m002 alters resumes next
 
     // A long transaction elsewhere holds a lock on resumes (a plain SELECT's
     // lock is enough to block ALTER TABLE).
@@ -446,8 +454,9 @@ async fn lock_timeout_also_applies_to_library_migrations() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
     let blocker = conn.begin().await.unwrap();
+    // The last migration's down alters resumes.
     blocker
-        .execute_unprepared("LOCK TABLE user_profiles IN ACCESS SHARE MODE")
+        .execute_unprepared("LOCK TABLE resumes IN ACCESS SHARE MODE")
         .await
         .unwrap();
     let started = Instant::now();
@@ -464,9 +473,7 @@ async fn lock_timeout_also_applies_to_library_migrations() {
     blocker.rollback().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5), "{err}");
     assert!(
-        err.contains(
-            "migration 'm004_delete_orphan_chunks' waited longer than lock_timeout = 300ms"
-        ),
+        err.contains("migration 'm005_legacy_import' waited longer than lock_timeout = 300ms"),
         "{err}"
     );
     assert_eq!(applied(conn).await, ALL);
@@ -500,11 +507,23 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     )
     .await
     .unwrap();
+    // m005's down would forget which resume is primary.
+    conn.execute_unprepared("UPDATE resumes SET is_primary = true")
+        .await
+        .unwrap();
+    let err = fails(db.url(), &["down"]);
+    assert!(
+        err.contains("1 row(s) of resumes where is_primary"),
+        "{err}"
+    );
+    conn.execute_unprepared("UPDATE resumes SET is_primary = false")
+        .await
+        .unwrap();
     let before = schema_dump(db.url());
 
-    // m004's down destroys nothing; m003's would drop the chunk. Asked for
-    // both at once, nothing at all happens.
-    let err = fails(db.url(), &["down", "-n", "2"]);
+    // m005's and m004's downs now destroy nothing; m003's would drop the
+    // chunk. Asked for all three at once, nothing at all happens.
+    let err = fails(db.url(), &["down", "-n", "3"]);
     for part in [
         "refusing to roll back m003_create_vector_store",
         "1 row(s) of resume_chunks",
@@ -518,7 +537,7 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     assert_eq!(applied(conn).await, ALL);
     assert_eq!(schema_dump(db.url()), before);
 
-    ok(db.url(), &["down", "-n", "2", "--force"]);
+    ok(db.url(), &["down", "-n", "3", "--force"]);
     assert_eq!(applied(conn).await, ALL[..2]);
 
     // m002 with a PDF stored.
@@ -595,7 +614,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
     conn.execute_unprepared("INSERT INTO resume_chunks (text) VALUES ('x')")
         .await
         .unwrap();
-    let err = Migrator::down(conn, Some(2)).await.unwrap_err().to_string();
+    let err = Migrator::down(conn, Some(3)).await.unwrap_err().to_string();
     assert!(
         err.contains("refusing to roll back m003_create_vector_store"),
         "{err}"
@@ -604,7 +623,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
 
     // The check inside m003's own down (which also runs when the pre-check
     // is bypassed, as sea-orm's own executor would) refuses as well.
-    Migrator::down(conn, Some(1)).await.unwrap(); // m004: no data at risk
+    Migrator::down(conn, Some(2)).await.unwrap(); // m005, m004: no data at risk
     let txn = conn.begin().await.unwrap();
     let err =
         migration::safety::prepare_down(&SchemaManager::new(&txn), "m003_create_vector_store")
