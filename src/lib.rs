@@ -12,6 +12,7 @@
 //! | [`resumes`] | resumes with the PDF in the database or as a path, listing without PDF bytes |
 //! | [`chunks`] | atomic bulk replacement of a resume's chunks, semantic search |
 //! | [`embedding`] | validated 768-dimension embeddings |
+//! | [`legacy`] | data imported from the TypeScript app: lookups by its integer ids, primary resume |
 //! | [`error`] | the [`Error`] type |
 //! | `testing` | (feature `testing`) an isolated migrated database per test |
 //!
@@ -37,6 +38,7 @@ pub mod chunks;
 pub mod config;
 pub mod embedding;
 pub mod error;
+pub mod legacy;
 pub mod preferences;
 pub mod profiles;
 pub mod resumes;

@@ -8,6 +8,7 @@
 mod chunks;
 mod config;
 mod entities;
+mod legacy;
 mod preferences;
 mod profiles;
 mod resumes;
