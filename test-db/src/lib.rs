@@ -324,10 +324,27 @@ impl Admin {
             Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
             None => format!("CREATE DATABASE \"{name}\""),
         };
-        self.conn
-            .execute_unprepared(&sql)
-            .await
-            .map_err(failed(format!("creating test database {name}")))?;
+        let mut created = self.conn.execute_unprepared(&sql).await;
+        // A test process of another schema version (another branch, on the
+        // same server) drops templates it considers outdated, ours
+        // included: build it again and retry once.
+        if let (Err(e), Some(template)) = (&created, template)
+            && pgconn::sqlstate(e).as_deref() == Some("3D000")
+        {
+            tracing::info!(
+                template,
+                "test template was dropped meanwhile; rebuilding it"
+            );
+            {
+                // The advisory lock is per session and this process has one
+                // admin session: serialize its own rebuilds here.
+                static REBUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+                let _one = REBUILD.lock().await;
+                ensure_template(&self.conn, &self.url).await?;
+            }
+            created = self.conn.execute_unprepared(&sql).await;
+        }
+        created.map_err(failed(format!("creating test database {name}")))?;
         Ok(name)
     }
 }
