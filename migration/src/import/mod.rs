@@ -718,29 +718,26 @@ async fn finish_report(
                 .into(),
         });
     }
-    // Checksums.
-    let (n, sum) = source
-        .chunk_checksum(load.layout, &state.excluded_int, &state.excluded_uuid)
-        .await?;
-    let mut chunk_sum = Checksum {
-        covers: "legacy id, text and embedding of every imported chunk".into(),
-        rows: n,
-        source: sum,
-        target: None,
+    // Checksums: the source's and the target's computed at the same time
+    // (two servers, or two sessions of one).
+    let with_resumes = load.version != LegacyVersion::V0;
+    let resume_ids: Vec<i32> = load.resumes.iter().map(|r| r.legacy_id).collect();
+    let on_source = async {
+        let chunks = source
+            .chunk_checksum(load.layout, &state.excluded_int, &state.excluded_uuid)
+            .await?;
+        let resumes = if with_resumes {
+            Some(source.resume_checksum(&resume_ids).await?)
+        } else {
+            None
+        };
+        Ok::<_, ImportError>((chunks, resumes))
     };
-    let mut resume_sum = None;
-    if load.version != LegacyVersion::V0 {
-        let ids: Vec<i32> = load.resumes.iter().map(|r| r.legacy_id).collect();
-        let (n, sum) = source.resume_checksum(&ids).await?;
-        resume_sum = Some(Checksum {
-            covers: "legacy id, content and PDF bytes (file_data) of every imported resume".into(),
-            rows: n,
-            source: sum,
-            target: None,
-        });
-    }
-    if let Some(tx) = tx.as_deref_mut() {
-        let (n, sum) = target::checksum(
+    let on_target = async {
+        let Some(tx) = tx.as_deref_mut() else {
+            return Ok::<_, ImportError>(None);
+        };
+        let chunks = target::checksum(
             tx,
             &format!(
                 "SELECT count(*) AS n, {} AS sum FROM (SELECT {} AS h FROM resume_chunks c) s",
@@ -749,6 +746,38 @@ async fn finish_report(
             ),
         )
         .await?;
+        let resumes = if with_resumes {
+            Some(
+                target::checksum(
+                    tx,
+                    &format!(
+                        "SELECT count(*) AS n, {} AS sum FROM (SELECT {} AS h FROM resumes r \
+                         JOIN legacy_ids l ON l.table_name = 'resumes' AND l.id = r.id) s",
+                        target::AGGREGATE,
+                        target::resume_hash("l.legacy_id::text")
+                    ),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Some((chunks, resumes)))
+    };
+    let (((n, sum), source_resumes), on_target) = tokio::try_join!(on_source, on_target)?;
+    let mut chunk_sum = Checksum {
+        covers: "legacy id, text and embedding of every imported chunk".into(),
+        rows: n,
+        source: sum,
+        target: None,
+    };
+    let mut resume_sum = source_resumes.map(|(n, sum)| Checksum {
+        covers: "legacy id, content and PDF bytes (file_data) of every imported resume".into(),
+        rows: n,
+        source: sum,
+        target: None,
+    });
+    if let Some(((n, sum), target_resumes)) = on_target {
         compare(
             "resume_chunks",
             "row count",
@@ -757,17 +786,7 @@ async fn finish_report(
         )?;
         compare("resume_chunks", "checksum", &chunk_sum.source, &sum)?;
         chunk_sum.target = Some(sum);
-        if let Some(r) = resume_sum.as_mut() {
-            let (n, sum) = target::checksum(
-                tx,
-                &format!(
-                    "SELECT count(*) AS n, {} AS sum FROM (SELECT {} AS h FROM resumes r \
-                     JOIN legacy_ids l ON l.table_name = 'resumes' AND l.id = r.id) s",
-                    target::AGGREGATE,
-                    target::resume_hash("l.legacy_id::text")
-                ),
-            )
-            .await?;
+        if let (Some(r), Some((n, sum))) = (resume_sum.as_mut(), target_resumes) {
             compare("resumes", "row count", &r.rows.to_string(), &n.to_string())?;
             compare("resumes", "checksum", &r.source, &sum)?;
             r.target = Some(sum);
