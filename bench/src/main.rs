@@ -17,6 +17,7 @@
 mod build;
 mod corpus;
 mod fixture;
+mod import;
 mod ingest;
 mod raw;
 mod report;
@@ -74,6 +75,8 @@ pub enum Section {
     Fixture,
     /// 6: migrate up on an empty database, verify on a migrated one.
     Migrate,
+    /// 7: `migration import` of a legacy v3 database vs raw binary COPY.
+    Import,
 }
 
 /// Command line.
@@ -128,6 +131,10 @@ pub struct Args {
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     keep: bool,
+    /// Import section: also time both sides once with the HNSW index kept
+    /// during the load (slow).
+    #[arg(long)]
+    import_keep_index: bool,
     /// Directory for results.md and recall_latency.csv.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -390,6 +397,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     if args.wants(Section::Migrate) {
         fixture::migrate(&mut ctx, &admin, migration_bin).await?;
+    }
+    if args.wants(Section::Import) {
+        import::import_vs_copy(&mut ctx, &admin).await?;
     }
 
     let Ctx {
