@@ -323,7 +323,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
     } else {
         None
     };
-    let db_name = format!("mi_bench_{}", args.scale_name());
+    // `--only import` works in databases of its own (`mi_import_bench_*`)
+    // and must not recreate the `mi_bench_<scale>` of a concurrent run.
+    let prefix = if args.only == [Section::Import] {
+        "mi_import_bench"
+    } else {
+        "mi_bench"
+    };
+    let db_name = format!("{prefix}_{}", args.scale_name());
     progress(&format!("creating database {db_name}"));
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))

@@ -495,7 +495,8 @@ mod tests {
             ("resumes", RESUMES_COMPLETE),
             ("resume_chunks", CHUNKS_SERIAL),
         ];
-        let cases: Vec<(Vec<(&str, &[Col])>, LegacyVersion)> = vec![
+        type Tables<'a> = Vec<(&'a str, &'a [Col])>;
+        let cases: Vec<(Tables, LegacyVersion)> = vec![
             (vec![("resume_chunks", CHUNKS_V0)], LegacyVersion::V0),
             (
                 vec![
