@@ -11,4 +11,5 @@ mod entities;
 mod preferences;
 mod profiles;
 mod resumes;
+mod send;
 mod support;
