@@ -24,7 +24,9 @@ use clap::Parser;
 use mockinterview_db::chunks::{ResumeChunks, replace_chunks_bulk, search_chunks};
 use mockinterview_db::profiles::{FirebaseUser, upsert_profile};
 use mockinterview_db::resumes::{NewResume, PdfUpload, create_resume};
-use mockinterview_db::{Db, DbConfig, Embedding, NewChunk, SearchQuery, SearchScope};
+use mockinterview_db::{
+    Db, DbConfig, Embedding, MigratorTrait, NewChunk, SearchQuery, SearchScope,
+};
 use pgconn::DbUrl;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
