@@ -22,6 +22,7 @@ pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_migration"));
     for var in [
         "DATABASE_URL",
+        "MIGRATION_DATABASE_URL",
         "DATABASE_SCHEMA",
         "MIGRATION_LOCK_TIMEOUT",
         "MOCKINTERVIEW_ALLOW_DATA_LOSS",

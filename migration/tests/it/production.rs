@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use migration::lock::{self, MigrationLock};
+use migration::lock;
 use migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use test_db::TestDatabase;
@@ -73,8 +73,14 @@ async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
 #[tokio::test]
 async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
     let db = TestDatabase::empty().await;
-    // The library lock, taken by "another instance".
-    let held = MigrationLock::acquire(db.conn()).await.unwrap();
+    // The lock, held by "another instance" in the middle of its run.
+    let held = db.conn().begin().await.unwrap();
+    held.execute_unprepared(&format!(
+        "SELECT pg_advisory_xact_lock({})",
+        lock::MIGRATION_LOCK_KEY
+    ))
+    .await
+    .unwrap();
     let holder = lock::lock_holder(db.conn())
         .await
         .unwrap()
@@ -104,7 +110,7 @@ async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
         applied(db.conn()).await.is_empty(),
         "nothing ran while locked"
     );
-    held.release().await.unwrap();
+    held.commit().await.unwrap();
 
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
