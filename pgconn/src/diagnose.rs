@@ -199,8 +199,10 @@ impl ConnectFailure {
             }
             FailureKind::Timeout => format!(
                 "no answer from PostgreSQL at {at} (database {}) in time ({detail}): a firewall \
-                 dropping packets, a wrong host or port in {url}, or an overloaded server or \
-                 pooler.",
+                 dropping packets, a wrong host or port in {url}, an overloaded server, or a \
+                 pooler waiting for a server connection (PgBouncer waits server_login_retry \
+                 after a failed server login, e.g. to a database that does not exist: see its \
+                 log).",
                 this.database
             ),
             FailureKind::Dns => format!(
@@ -534,6 +536,14 @@ fn kind_of_io_error(url: &DbUrl, io: &std::io::Error) -> FailureKind {
         ErrorKind::ConnectionRefused => FailureKind::Refused,
         ErrorKind::TimedOut => FailureKind::Timeout,
         ErrorKind::NotFound if url.connect_options().get_socket().is_some() => FailureKind::Refused,
+        // rustls' handshake errors come back as I/O errors.
+        _ if text.contains("certificate")
+            || text.contains("handshake")
+            || text.contains("tls")
+            || text.contains("ssl") =>
+        {
+            FailureKind::Tls
+        }
         _ if text.contains("lookup address")
             || text.contains("name or service not known")
             || text.contains("nodename nor servname")
@@ -922,7 +932,16 @@ mod tests {
             FailureKind::Other
         );
         assert_eq!(
-            classify(&u, &sqlx::Error::Tls("server does not support TLS".into())).kind().clone(),
+            c(Error::new(
+                ErrorKind::InvalidData,
+                "invalid peer certificate: UnknownIssuer"
+            )),
+            FailureKind::Tls
+        );
+        assert_eq!(
+            classify(&u, &sqlx::Error::Tls("server does not support TLS".into()))
+                .kind()
+                .clone(),
             FailureKind::Tls
         );
         assert_eq!(

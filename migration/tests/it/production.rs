@@ -18,7 +18,10 @@ use test_db::TestDatabase;
 async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
     let db = TestDatabase::empty().await;
     const PROCESSES: usize = 4;
-    // Started back to back, as instances of a deployment starting together.
+    // Started back to back, as instances of a deployment starting together;
+    // the lock is held until all of them queue, so that they really run
+    // into each other however slowly they start.
+    let held = hold_migration_lock(db.conn()).await;
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             bin()
@@ -30,6 +33,8 @@ async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
                 .expect("spawn the migration binary")
         })
         .collect();
+    wait_for_lock_waiters(db.conn(), PROCESSES as i64).await;
+    held.commit().await.unwrap();
     let outputs: Vec<String> = children
         .into_iter()
         .map(|c| {
