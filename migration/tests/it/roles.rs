@@ -31,13 +31,14 @@ impl Drop for Roles {
                 .unwrap();
             rt.block_on(async {
                 let conn = Database::connect(admin.as_str()).await?;
-                let list = names
-                    .iter()
-                    .map(|n| format!("\"{n}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                conn.execute_unprepared(&format!("DROP OWNED BY {list}"))
-                    .await?;
+                // One role at a time, the application first: PostgreSQL 15's
+                // `DROP OWNED BY owner, app` fails on the owner's default
+                // privileges granted to app ("could not find tuple for
+                // default ACL").
+                for n in names.iter().rev() {
+                    conn.execute_unprepared(&format!("DROP OWNED BY \"{n}\""))
+                        .await?;
+                }
                 for n in &names {
                     conn.execute_unprepared(&format!("DROP ROLE IF EXISTS \"{n}\""))
                         .await?;
