@@ -10,5 +10,7 @@ mod config;
 mod entities;
 mod preferences;
 mod profiles;
+mod replicas;
 mod resumes;
+mod send;
 mod support;
