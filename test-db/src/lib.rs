@@ -324,10 +324,20 @@ impl Admin {
             Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
             None => format!("CREATE DATABASE \"{name}\""),
         };
-        self.conn
-            .execute_unprepared(&sql)
-            .await
-            .map_err(failed(format!("creating test database {name}")))?;
+        match self.conn.execute_unprepared(&sql).await {
+            Ok(_) => {}
+            // A test process of another checkout (other migrations, another
+            // template) dropped ours as outdated: build it again, once.
+            Err(e) if template.is_some() && pgconn::sqlstate(&e).as_deref() == Some("3D000") => {
+                tracing::warn!("test template vanished ({e}); building it again");
+                ensure_template(&self.conn, &self.url).await?;
+                self.conn
+                    .execute_unprepared(&sql)
+                    .await
+                    .map_err(failed(format!("creating test database {name}")))?;
+            }
+            Err(e) => return Err(failed(format!("creating test database {name}"))(e)),
+        }
         Ok(name)
     }
 }
