@@ -198,8 +198,8 @@ pub async fn lock_holder<C: ConnectionTrait>(db: &C) -> Result<Option<LockHolder
 /// migration `lock_timeout` ([`safety::lock_timeout`]) for the rest of the
 /// transaction.
 ///
-/// The wait itself is not limited by `lock_timeout` (the holder's own
-/// statements are).
+/// The wait itself is not limited by `lock_timeout` or `statement_timeout`
+/// (the holder's own statements are).
 ///
 /// # Errors
 /// [`DbErr::Migration`] on a hot standby; database errors.
@@ -236,8 +236,20 @@ pub async fn lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
             None => "which has just finished".to_owned(),
         };
         tracing::warn!("waiting for another migrator ({holder}) to finish");
+        // Nor a statement_timeout (a role default on managed services):
+        // waiting is what this statement is for. Restored afterwards.
+        let statement_timeout =
+            query_string(txn, "SELECT current_setting('statement_timeout') AS s").await?;
+        txn.execute_unprepared("SET LOCAL statement_timeout = 0")
+            .await?;
         txn.execute_unprepared(&format!(
             "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+        ))
+        .await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('statement_timeout', $1, true)",
+            [statement_timeout.into()],
         ))
         .await?;
         tracing::info!("migration lock acquired");

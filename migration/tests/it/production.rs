@@ -91,9 +91,14 @@ async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
         .unwrap()
         .expect("the lock is held by the dedicated session");
 
+    // A statement_timeout (a role default on managed services; here from
+    // the URL) shorter than the wait does not cancel the waiting migrator.
     let child = bin()
         .arg("up")
-        .env("DATABASE_URL", db.url())
+        .env(
+            "DATABASE_URL",
+            format!("{}?options=-c%20statement_timeout%3D2s", db.url()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -111,6 +116,7 @@ async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
         assert!(Instant::now() < deadline, "the binary never waited");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
         applied(db.conn()).await.is_empty(),
         "nothing ran while locked"
