@@ -57,9 +57,10 @@ struct Cli {
         short = 's',
         long,
         env = "DATABASE_SCHEMA",
-        long_help = "Database schema\n \
-                    - For MySQL and SQLite, this argument is ignored.\n \
-                    - For PostgreSQL, this argument is optional with default value 'public'.\n"
+        long_help = "Database schema (search_path, e.g. `app` or `app,public`), set inside each \
+                    command's transaction. Default: the search_path of the URL's `options` \
+                    (?options=-c%20search_path%3Dapp), else the role's (usually 'public'). \
+                    pgvector may live in another schema."
     )]
     database_schema: Option<String>,
 
