@@ -8,6 +8,7 @@
 mod chunks;
 mod config;
 mod entities;
+mod pooler;
 mod preferences;
 mod profiles;
 mod replicas;
