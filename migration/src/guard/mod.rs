@@ -6,8 +6,13 @@
 //!   rollbacks (and `fresh`) that would destroy stored data; applied to
 //!   every migration by [`crate::Migrator`];
 //! - [`pgvector_check`]: creating the `vector` extension with errors that
-//!   say how to install it or who may create it.
+//!   say how to install it or who may create it;
+//! - [`search_path`]: the schema a run works in, set per transaction, and
+//!   pgvector's types found in whatever schema the extension lives;
+//! - [`roles`]: the SQL of the owner / application role split.
 
 pub mod lock;
 pub mod pgvector_check;
+pub mod roles;
 pub mod safety;
+pub mod search_path;
