@@ -322,11 +322,11 @@ fn resume_lock_key(resume_id: Uuid) -> i64 {
 /// `set_config(name, value, true)` for each setting, on a raw connection.
 async fn apply_settings_sqlx(
     tx: &mut sqlx::PgConnection,
-    values: &[(&'static str, String)],
+    values: &[(String, String)],
 ) -> Result<()> {
     for (name, value) in values {
         sqlx::query("SELECT set_config($1, $2, true)")
-            .bind(*name)
+            .bind(name)
             .bind(value)
             .execute(&mut *tx)
             .await

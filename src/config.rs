@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgconn::DbUrl;
-use sea_orm::sqlx::ConnectOptions as _;
+use pgconn::diagnose::{self, ConnectFailure, FailureKind};
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, Statement};
 
 use crate::db::Db;
@@ -184,23 +185,47 @@ impl DbConfig {
         if let Some(schema) = &self.schema {
             validate_schema(schema)?;
         }
+        // Settings given in the URL (`?options=-c name=value`) are applied
+        // per call like the others: a pooler drops startup options.
+        let url_settings = url
+            .startup_settings()
+            .map_err(|e| Error::Config(format!("DATABASE_URL: {e}")))?;
+        let url = url.without_startup_options();
         let target = url.target();
-        let primary = self.pool(&url, self.acquire_timeout);
-        let primary = tokio::time::timeout(self.connect_timeout, primary)
+        let options = self.connect_options(&url);
+
+        // One attempt first, bounded by connect_timeout, so that a failure
+        // is reported as what it is (refused, TLS, pg_hba, password, ...)
+        // instead of the pool's retries ending in "timed out".
+        diagnose::connect_one(&url, &options, self.connect_timeout)
             .await
-            .map_err(|_| Error::Unavailable {
-                target: target.clone(),
-                reason: format!(
-                    "no connection within {:?} (DbConfig::connect_timeout). Check that the \
-                     server is running and reachable, and the host and port in DATABASE_URL; \
-                     for the local database run `scripts/db-up`",
-                    self.connect_timeout
-                ),
-                source: DbErr::Custom("connect timeout elapsed".into()),
-            })?
-            .map_err(|e| Error::from(e).with_target(&target))?;
+            .map_err(|f| unavailable(&f))?
+            .close()
+            .await
+            .ok();
+        let pool = self
+            .pool_options(self.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| unavailable(&diagnose::classify(&url, &e)))?;
+        // Through a transaction-mode pooler every setting is per call
+        // already; a pooler that loses prepared statements cannot work at
+        // all, and is refused here rather than failing at random later.
+        match diagnose::detect_pooler(&url, &pool).await {
+            Ok(pooling) => tracing::debug!(?pooling, "connection mode"),
+            Err(f) if f.kind() == &FailureKind::PoolerWithoutPreparedStatements => {
+                return Err(Error::Config(f.message()));
+            }
+            Err(f) => return Err(unavailable(&f)),
+        }
+        let primary = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
         let probe = probe(&primary).await.map_err(|e| e.with_target(&target))?;
 
+        let mut extra: Vec<(String, String)> = url_settings
+            .into_iter()
+            .filter(|(name, _)| !(self.schema.is_some() && name == "search_path"))
+            .collect();
+        extra.retain(|(name, _)| name != "statement_timeout" || self.statement_timeout.is_none());
         let settings = Settings {
             search_path: self
                 .schema
@@ -214,12 +239,13 @@ impl DbConfig {
                 .as_deref()
                 .is_none_or(|v| version_at_least(v, (0, 8))),
             call_timeout: self.call_timeout,
+            extra,
         };
 
         let mut replicas = Vec::with_capacity(self.replica_urls.len());
         for replica_url in &self.replica_urls {
-            let replica_url = parse_url(replica_url, REPLICA_URLS_ENV)?;
-            let pool = self.lazy_pool(&replica_url)?;
+            let replica_url = parse_url(replica_url, REPLICA_URLS_ENV)?.without_startup_options();
+            let pool = self.lazy_pool(&replica_url);
             replicas.push(Arc::new(Replica::new(
                 pool,
                 replica_url.target(),
@@ -230,9 +256,14 @@ impl DbConfig {
         Ok(Db::new(primary, replicas, settings, self.clone(), target))
     }
 
+    /// What every connection sends at start: the URL's role, database and
+    /// TLS settings and `application_name`; not sqlx's default
+    /// `extra_float_digits` (PostgreSQL 12+ prints floats exactly without
+    /// it, and PgBouncer refuses unknown startup parameters).
     fn connect_options(&self, url: &DbUrl) -> PgConnectOptions {
         let options = url
             .connect_options()
+            .extra_float_digits(None)
             .application_name(&self.application_name);
         if self.log_statements {
             options.log_statements(tracing::log::LevelFilter::Debug)
@@ -250,26 +281,23 @@ impl DbConfig {
             .max_lifetime(self.max_lifetime)
     }
 
-    /// A pool to `url` with its first connection open.
-    async fn pool(
-        &self,
-        url: &DbUrl,
-        acquire_timeout: Duration,
-    ) -> Result<DatabaseConnection, DbErr> {
-        let pool = self
-            .pool_options(acquire_timeout)
-            .connect_with(self.connect_options(url))
-            .await
-            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))?;
-        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
-    }
-
     /// A pool to `url` that connects on first use.
-    fn lazy_pool(&self, url: &DbUrl) -> Result<DatabaseConnection> {
+    fn lazy_pool(&self, url: &DbUrl) -> DatabaseConnection {
         let pool = self
             .pool_options(self.replica_acquire_timeout)
             .connect_lazy_with(self.connect_options(url));
-        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+        SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+    }
+}
+
+/// [`Error::Unavailable`] for a classified connection failure: its message
+/// is the reason; the source names its kind only (the reason already says
+/// everything, and reporters print sources too).
+fn unavailable(failure: &ConnectFailure) -> Error {
+    Error::Unavailable {
+        target: failure.target(),
+        reason: failure.message(),
+        source: DbErr::Custom(format!("connection failure: {:?}", failure.kind())),
     }
 }
 

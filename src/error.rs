@@ -191,6 +191,17 @@ fn sqlx_failure(sqlx: &sea_orm::sqlx::Error) -> Option<String> {
         )),
         Sqlx::Database(db) => {
             let code = db.code().unwrap_or_default();
+            if pgconn::diagnose::kind_of_server_error(Some(&code), db.message())
+                == pgconn::diagnose::FailureKind::PoolerWithoutPreparedStatements
+            {
+                return Some(
+                    "a connection pooler in transaction mode lost this connection's prepared \
+                     statements (PgBouncer before 1.21, or max_prepared_statements = 0): \
+                     upgrade to PgBouncer 1.21 or newer and set max_prepared_statements, use \
+                     session mode, or connect to PostgreSQL directly"
+                        .to_owned(),
+                );
+            }
             match code.as_ref() {
                 "57P01" | "57P02" => Some(
                     "the server terminated the connection (it is shutting down, restarting or \

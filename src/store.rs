@@ -85,6 +85,8 @@ pub(crate) struct Settings {
     pub iterative_scan: bool,
     /// Client-side bound of every call.
     pub call_timeout: Option<std::time::Duration>,
+    /// Other settings, from the URL's `options` (`-c name=value`).
+    pub extra: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -97,24 +99,25 @@ impl Settings {
             ef_search: Some(crate::config::DEFAULT_HNSW_EF_SEARCH),
             iterative_scan: true,
             call_timeout: Some(crate::config::DEFAULT_CALL_TIMEOUT),
+            extra: Vec::new(),
         })
     }
 
     /// `(name, value)` of every setting `op` needs, in order.
-    pub(crate) fn for_op(&self, op: Op) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
+    pub(crate) fn for_op(&self, op: Op) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self.extra.clone();
         if let Some(path) = &self.search_path {
-            out.push(("search_path", path.clone()));
+            out.push(("search_path".into(), path.clone()));
         }
         if let Some(ms) = self.statement_timeout_ms {
-            out.push(("statement_timeout", ms.to_string()));
+            out.push(("statement_timeout".into(), ms.to_string()));
         }
         if op == Op::HnswSearch {
             if let Some(ef) = self.ef_search {
-                out.push(("hnsw.ef_search", ef.to_string()));
+                out.push(("hnsw.ef_search".into(), ef.to_string()));
             }
             if self.iterative_scan {
-                out.push(("hnsw.iterative_scan", "strict_order".to_owned()));
+                out.push(("hnsw.iterative_scan".into(), "strict_order".to_owned()));
             }
         }
         out
@@ -364,7 +367,7 @@ where
 /// setting holds until the end of the transaction.
 pub(crate) async fn apply_settings<C: ConnectionTrait>(
     db: &C,
-    values: &[(&'static str, String)],
+    values: &[(String, String)],
 ) -> Result<()> {
     if values.is_empty() {
         return Ok(());
@@ -375,7 +378,7 @@ pub(crate) async fn apply_settings<C: ConnectionTrait>(
         if i > 0 {
             sql.push_str(", ");
         }
-        params.push((*name).into());
+        params.push(name.clone().into());
         params.push(value.clone().into());
         sql.push_str(&format!(
             "set_config(${}, ${}, true)",

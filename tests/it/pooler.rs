@@ -185,3 +185,41 @@ async fn a_schema_setting_works_directly_and_through_the_pooler() {
         handle.close().await.unwrap();
     }
 }
+
+/// Debian 12's PgBouncer 1.18 in transaction mode (`scripts/pooler-up
+/// --with-legacy`), which cannot keep prepared statements.
+const LEGACY_POOLER_PORT: u16 = 6434;
+
+#[tokio::test]
+async fn a_pooler_that_loses_prepared_statements_is_refused_at_connect() {
+    let db = TestDatabase::new().await;
+    if tokio::net::TcpStream::connect(("127.0.0.1", LEGACY_POOLER_PORT))
+        .await
+        .is_err()
+    {
+        panic!(
+            "no PgBouncer 1.18 listens on 127.0.0.1:{LEGACY_POOLER_PORT}: start it with \
+             `scripts/pooler-up --with-legacy` (or run everything with `scripts/test`)"
+        );
+    }
+    let url = db.db_url().with_port(LEGACY_POOLER_PORT);
+    let err = DbConfig::new(url.as_str()).connect().await.unwrap_err();
+    assert!(matches!(err, mockinterview_db::Error::Config(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("max_prepared_statements"), "{msg}");
+    assert!(msg.contains("1.21"), "{msg}");
+}
+
+#[tokio::test]
+async fn startup_options_in_the_url_become_per_call_settings() {
+    let db = TestDatabase::new().await;
+    // PgBouncer refuses startup parameters it does not know; the library
+    // sends none and applies the URL's `options` inside each call.
+    let url = format!("{}?options=-c%20statement_timeout%3D3s", pooled(&db).await);
+    let handle = DbConfig::new(url).connect().await.unwrap();
+    assert_eq!(
+        effective_settings(&handle).await.unwrap().statement_timeout,
+        "3s"
+    );
+    handle.close().await.unwrap();
+}
