@@ -7,15 +7,14 @@
 
 use entity::resume_chunks::{METADATA_RESUME_ID, METADATA_USER_ID};
 use sea_orm::sqlx;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, Statement, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
 use crate::embedding::Embedding;
 use crate::error::{Error, Result};
+use crate::store::{Op, Store};
 
 /// Largest `k` a search accepts.
 pub const MAX_TOP_K: u32 = 1000;
@@ -150,8 +149,8 @@ pub struct ResumeChunks<'a> {
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, chunks), fields(chunks = chunks.len()))]
-pub async fn replace_resume_chunks(
-    db: &DatabaseConnection,
+pub async fn replace_resume_chunks<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
     chunks: &[NewChunk],
@@ -189,8 +188,8 @@ pub async fn replace_resume_chunks(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, sets), fields(resumes = sets.len()))]
-pub async fn replace_chunks_bulk(
-    db: &DatabaseConnection,
+pub async fn replace_chunks_bulk<S: Store + ?Sized>(
+    db: &S,
     sets: &[ResumeChunks<'_>],
 ) -> Result<Vec<Vec<Uuid>>> {
     // Validate everything before touching the database.
@@ -210,14 +209,68 @@ pub async fn replace_chunks_bulk(
         .collect();
     let resume_ids: Vec<Uuid> = sets.iter().map(|s| s.resume_id).collect();
 
-    let pool = db.get_postgres_connection_pool();
-    let mut tx = pool.begin().await.map_err(sqlx_err)?;
-    let owners: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("SELECT id, user_id FROM resumes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&resume_ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(sqlx_err)?;
+    let route = db.route();
+    let pool = route.primary_pool().ok_or_else(|| {
+        Error::Config(
+            "replace_resume_chunks / replace_chunks_bulk load with binary COPY in a transaction \
+             of their own, so they cannot run inside a caller's transaction: pass the Db (or \
+             the pool)"
+                .into(),
+        )
+    })?;
+    let settings = route.settings().for_op(Op::Transaction);
+    route
+        .bounded(async {
+            let mut tx =
+                pool.get_postgres_connection_pool()
+                    .begin()
+                    .await
+                    .map_err(|e| match e {
+                        // As SeaORM classifies a failure to get a connection.
+                        sqlx::Error::PoolTimedOut => {
+                            Error::from(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout))
+                        }
+                        e => {
+                            Error::from(DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
+                        }
+                    })?;
+            apply_settings_sqlx(&mut tx, &settings).await?;
+            copy_sets(&mut tx, sets, &resume_ids, &ids).await?;
+            tx.commit().await.map_err(sqlx_err)?;
+            route.after_write().await
+        })
+        .await?;
+    Ok(ids)
+}
+
+/// Inside `tx`: locks the resumes, deletes their chunks and loads the new
+/// ones with one binary `COPY` stream.
+async fn copy_sets(
+    tx: &mut sqlx::PgConnection,
+    sets: &[ResumeChunks<'_>],
+    resume_ids: &[Uuid],
+    ids: &[Vec<Uuid>],
+) -> Result<()> {
+    // Replacements of one resume take turns (a transaction-level advisory
+    // lock per resume, in id order, so concurrent bulk calls cannot
+    // deadlock). The resume rows themselves are only key-share locked: they
+    // cannot be deleted meanwhile, but their other columns stay editable
+    // (`update_resume_content` does not wait for a long replace).
+    let mut sorted = resume_ids.to_vec();
+    sorted.sort();
+    let keys: Vec<i64> = sorted.iter().map(|id| resume_lock_key(*id)).collect();
+    sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY u(k, n) ORDER BY n")
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
+    let owners: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT id, user_id FROM resumes WHERE id = ANY($1) ORDER BY id FOR KEY SHARE",
+    )
+    .bind(resume_ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(sqlx_err)?;
     let owners: std::collections::HashMap<Uuid, Uuid> = owners.into_iter().collect();
     if let Some(set) = sets
         .iter()
@@ -231,32 +284,55 @@ pub async fn replace_chunks_bulk(
         .execute(&mut *tx)
         .await
         .map_err(sqlx_err)?;
-    if sets.iter().any(|s| !s.chunks.is_empty()) {
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY resume_chunks (id, text, metadata, embedding) FROM STDIN (FORMAT binary)",
-            )
-            .await
-            .map_err(sqlx_err)?;
-        // Stream in pieces of about 1 MiB: bounded memory, and the server
-        // starts inserting while the rest is encoded.
-        let mut buf = copy_header();
-        for (set, set_ids) in sets.iter().zip(&ids) {
-            for (chunk, id) in set.chunks.iter().zip(set_ids) {
-                encode_row(&mut buf, set.user_id, set.resume_id, chunk, *id)?;
-                if buf.len() >= COPY_SEND_BYTES {
-                    copy.send(std::mem::take(&mut buf))
-                        .await
-                        .map_err(sqlx_err)?;
-                }
+    if sets.iter().all(|s| s.chunks.is_empty()) {
+        return Ok(());
+    }
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY resume_chunks (id, text, metadata, embedding) FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .map_err(sqlx_err)?;
+    // Stream in pieces of about 1 MiB: bounded memory, and the server
+    // starts inserting while the rest is encoded.
+    let mut buf = copy_header();
+    for (set, set_ids) in sets.iter().zip(ids) {
+        for (chunk, id) in set.chunks.iter().zip(set_ids) {
+            encode_row(&mut buf, set.user_id, set.resume_id, chunk, *id)?;
+            if buf.len() >= COPY_SEND_BYTES {
+                copy.send(std::mem::take(&mut buf))
+                    .await
+                    .map_err(sqlx_err)?;
             }
         }
-        buf.extend_from_slice(&(-1_i16).to_be_bytes()); // trailer
-        copy.send(buf).await.map_err(sqlx_err)?;
-        copy.finish().await.map_err(sqlx_err)?;
     }
-    tx.commit().await.map_err(sqlx_err)?;
-    Ok(ids)
+    buf.extend_from_slice(&(-1_i16).to_be_bytes()); // trailer
+    copy.send(buf).await.map_err(sqlx_err)?;
+    copy.finish().await.map_err(sqlx_err)?;
+    Ok(())
+}
+
+/// The advisory-lock key serializing replacements of one resume: its first
+/// 8 bytes (a collision only makes two replacements take turns).
+fn resume_lock_key(resume_id: Uuid) -> i64 {
+    let b = resume_id.as_bytes();
+    i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// `set_config(name, value, true)` for each setting, on a raw connection.
+async fn apply_settings_sqlx(
+    tx: &mut sqlx::PgConnection,
+    values: &[(String, String)],
+) -> Result<()> {
+    for (name, value) in values {
+        sqlx::query("SELECT set_config($1, $2, true)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
+    }
+    Ok(())
 }
 
 /// Size of the pieces a `COPY` is sent in.
@@ -273,20 +349,24 @@ const COPY_SEND_BYTES: usize = 1 << 20;
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn resume_chunks<C: ConnectionTrait>(
-    db: &C,
+pub async fn resume_chunks<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
 ) -> Result<Vec<entity::resume_chunks::Model>> {
     use entity::resume_chunks::Entity;
     use sea_orm::{EntityTrait, QueryFilter, sea_query::Expr};
-    Ok(Entity::find()
-        .filter(Expr::cust_with_values(
-            "metadata->>'user_id' = $1 AND metadata->>'resume_id' = $2",
-            [user_id.to_string(), resume_id.to_string()],
-        ))
-        .all(db)
-        .await?)
+    db.route()
+        .read(Op::Plain, |c| async move {
+            Ok(Entity::find()
+                .filter(Expr::cust_with_values(
+                    "metadata->>'user_id' = $1 AND metadata->>'resume_id' = $2",
+                    [user_id.to_string(), resume_id.to_string()],
+                ))
+                .all(&c)
+                .await?)
+        })
+        .await
 }
 
 /// Finds the `k` chunks most similar (cosine) to the query embedding.
@@ -311,8 +391,8 @@ pub async fn resume_chunks<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, query), fields(k = query.k, scope = ?query.scope))]
-pub async fn search_chunks<C: ConnectionTrait>(
-    db: &C,
+pub async fn search_chunks<S: Store + ?Sized>(
+    db: &S,
     query: &SearchQuery,
 ) -> Result<Vec<ChunkMatch>> {
     if query.k == 0 || query.k > MAX_TOP_K {
@@ -373,23 +453,30 @@ pub async fn search_chunks<C: ConnectionTrait>(
              FROM resume_chunks {filter} ORDER BY embedding <=> $1 LIMIT {k}"
         ),
     };
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ChunkMatch {
-                id: r.try_get("", "id")?,
-                text: r.try_get("", "text")?,
-                metadata: r.try_get("", "metadata")?,
-                score: r.try_get("", "score")?,
-            })
+    let op = match query.scope {
+        SearchScope::All => Op::HnswSearch,
+        _ => Op::Plain,
+    };
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+    db.route()
+        .read(op, |c| {
+            let statement = statement.clone();
+            async move {
+                c.query_all_raw(statement)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(ChunkMatch {
+                            id: r.try_get("", "id")?,
+                            text: r.try_get("", "text")?,
+                            metadata: r.try_get("", "metadata")?,
+                            score: r.try_get("", "score")?,
+                        })
+                    })
+                    .collect()
+            }
         })
-        .collect()
+        .await
 }
 
 /// Checks what the database would not: non-empty text, no reserved keys.

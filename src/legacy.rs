@@ -15,13 +15,13 @@
 //! came from the app can use them too.
 
 use entity::legacy_ids;
-use entity::user_profiles;
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::profiles::Profile;
 use crate::resumes::{self, ResumeDetail};
+use crate::store::{Op, Store};
 
 /// A table of the TypeScript app whose integer ids are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,15 +84,21 @@ fn legacy_not_found(entity: &'static str, legacy_id: i64) -> Error {
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn profile_by_legacy_id<C: ConnectionTrait>(db: &C, legacy_id: i64) -> Result<Profile> {
-    let not_found = || legacy_not_found("profile", legacy_id);
-    let id = new_id(db, LegacyTable::Profiles, legacy_id)
-        .await?
-        .ok_or_else(not_found)?;
-    user_profiles::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or_else(not_found)
+pub async fn profile_by_legacy_id<S: Store + ?Sized>(db: &S, legacy_id: i64) -> Result<Profile> {
+    db.route()
+        .read(Op::Plain, |c| async move {
+            let not_found = || legacy_not_found("profile", legacy_id);
+            let id = new_id(&c, LegacyTable::Profiles, legacy_id)
+                .await?
+                .ok_or_else(not_found)?;
+            crate::profiles::find_by_id(&c, id)
+                .await
+                .map_err(|e| match e {
+                    Error::NotFound { .. } => not_found(),
+                    other => other,
+                })
+        })
+        .await
 }
 
 /// The resume of `user_id` that had the integer id `legacy_id` in the
@@ -111,12 +117,16 @@ pub async fn profile_by_legacy_id<C: ConnectionTrait>(db: &C, legacy_id: i64) ->
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn resume_by_legacy_id<C: ConnectionTrait>(
-    db: &C,
+pub async fn resume_by_legacy_id<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     legacy_id: i64,
 ) -> Result<ResumeDetail> {
-    let id = new_id(db, LegacyTable::Resumes, legacy_id)
+    let id = db
+        .route()
+        .read(Op::Plain, |c| async move {
+            new_id(&c, LegacyTable::Resumes, legacy_id).await
+        })
         .await?
         .ok_or_else(|| legacy_not_found("resume", legacy_id))?;
     resumes::resume(db, user_id, id).await.map_err(|e| match e {
@@ -140,20 +150,24 @@ pub async fn resume_by_legacy_id<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn legacy_id_of<C: ConnectionTrait>(
-    db: &C,
+pub async fn legacy_id_of<S: Store + ?Sized>(
+    db: &S,
     table: LegacyTable,
     id: Uuid,
 ) -> Result<Option<i64>> {
     use sea_orm::{ColumnTrait, QuerySelect};
-    Ok(legacy_ids::Entity::find()
-        .select_only()
-        .column(legacy_ids::Column::LegacyId)
-        .filter(legacy_ids::Column::TableName.eq(table.as_str()))
-        .filter(legacy_ids::Column::Id.eq(id))
-        .into_tuple::<i64>()
-        .one(db)
-        .await?)
+    db.route()
+        .read(Op::Plain, |c| async move {
+            Ok(legacy_ids::Entity::find()
+                .select_only()
+                .column(legacy_ids::Column::LegacyId)
+                .filter(legacy_ids::Column::TableName.eq(table.as_str()))
+                .filter(legacy_ids::Column::Id.eq(id))
+                .into_tuple::<i64>()
+                .one(&c)
+                .await?)
+        })
+        .await
 }
 
 /// The user's primary resume, if one is marked.
@@ -170,17 +184,21 @@ pub async fn legacy_id_of<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn primary_resume<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Option<Uuid>> {
+pub async fn primary_resume<S: Store + ?Sized>(db: &S, user_id: Uuid) -> Result<Option<Uuid>> {
     use entity::resumes::{Column, Entity};
     use sea_orm::{ColumnTrait, QuerySelect};
-    Ok(Entity::find()
-        .select_only()
-        .column(Column::Id)
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::IsPrimary.eq(true))
-        .into_tuple::<Uuid>()
-        .one(db)
-        .await?)
+    db.route()
+        .read(Op::Plain, |c| async move {
+            Ok(Entity::find()
+                .select_only()
+                .column(Column::Id)
+                .filter(Column::UserId.eq(user_id))
+                .filter(Column::IsPrimary.eq(true))
+                .into_tuple::<Uuid>()
+                .one(&c)
+                .await?)
+        })
+        .await
 }
 
 /// Makes `resume_id` the user's primary resume, unmarking the previous one,
@@ -198,28 +216,32 @@ pub async fn primary_resume<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn set_primary_resume<C: ConnectionTrait>(
-    db: &C,
+pub async fn set_primary_resume<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
 ) -> Result<()> {
-    let res = db
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "UPDATE resumes SET is_primary = (id = $2) \
-             WHERE user_id = $1 AND (is_primary OR id = $2) \
-               AND EXISTS (SELECT 1 FROM resumes WHERE id = $2 AND user_id = $1)",
-            [user_id.into(), resume_id.into()],
-        ))
+    db.route()
+        .write(Op::Plain, |c| async move {
+            let res = c
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "UPDATE resumes SET is_primary = (id = $2) \
+                     WHERE user_id = $1 AND (is_primary OR id = $2) \
+                       AND EXISTS (SELECT 1 FROM resumes WHERE id = $2 AND user_id = $1)",
+                    [user_id.into(), resume_id.into()],
+                ))
+                .await
+                .map_err(primary_conflict)?;
+            if res.rows_affected() == 0 {
+                return Err(Error::NotFound {
+                    entity: "resume",
+                    key: resume_id.to_string(),
+                });
+            }
+            Ok(())
+        })
         .await
-        .map_err(primary_conflict)?;
-    if res.rows_affected() == 0 {
-        return Err(Error::NotFound {
-            entity: "resume",
-            key: resume_id.to_string(),
-        });
-    }
-    Ok(())
 }
 
 /// Unmarks the user's primary resume, if any.
@@ -233,14 +255,18 @@ pub async fn set_primary_resume<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn clear_primary_resume<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<()> {
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "UPDATE resumes SET is_primary = false WHERE user_id = $1 AND is_primary",
-        [user_id.into()],
-    ))
-    .await?;
-    Ok(())
+pub async fn clear_primary_resume<S: Store + ?Sized>(db: &S, user_id: Uuid) -> Result<()> {
+    db.route()
+        .write(Op::Plain, |c| async move {
+            c.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE resumes SET is_primary = false WHERE user_id = $1 AND is_primary",
+                [user_id.into()],
+            ))
+            .await?;
+            Ok(())
+        })
+        .await
 }
 
 /// `exclusion_violation` (23P01) of `resumes_one_primary_per_user` is a

@@ -6,6 +6,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::store::{Op, Store};
 
 /// A profile row.
 pub type Profile = user_profiles::Model;
@@ -77,17 +78,20 @@ impl FirebaseUser {
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, user), fields(uid = %user.uid))]
-pub async fn upsert_profile<C: ConnectionTrait>(db: &C, user: &FirebaseUser) -> Result<Profile> {
+pub async fn upsert_profile<S: Store + ?Sized>(db: &S, user: &FirebaseUser) -> Result<Profile> {
     user.validate()?;
-    let profile = Entity::insert(user.active_model())
-        .on_conflict(
-            OnConflict::column(Column::FirebaseUid)
-                .update_columns([Column::Email, Column::DisplayName, Column::PhotoUrl])
-                .to_owned(),
-        )
-        .exec_with_returning(db)
-        .await?;
-    Ok(profile)
+    db.route()
+        .write(Op::Plain, |c| async move {
+            Ok(Entity::insert(user.active_model())
+                .on_conflict(
+                    OnConflict::column(Column::FirebaseUid)
+                        .update_columns([Column::Email, Column::DisplayName, Column::PhotoUrl])
+                        .to_owned(),
+                )
+                .exec_with_returning(&c)
+                .await?)
+        })
+        .await
 }
 
 /// Creates a profile, failing if the uid is taken.
@@ -107,20 +111,25 @@ pub async fn upsert_profile<C: ConnectionTrait>(db: &C, user: &FirebaseUser) -> 
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, user), fields(uid = %user.uid))]
-pub async fn create_profile<C: ConnectionTrait>(db: &C, user: &FirebaseUser) -> Result<Profile> {
+pub async fn create_profile<S: Store + ?Sized>(db: &S, user: &FirebaseUser) -> Result<Profile> {
     user.validate()?;
-    Entity::insert(user.active_model())
-        .exec_with_returning(db)
-        .await
-        .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => Error::Conflict {
-                message: format!(
-                    "a profile with firebase_uid `{}` already exists; use upsert_profile to update it",
-                    user.uid
-                ),
-            },
-            other => other,
+    db.route()
+        .write(Op::Plain, |c| async move {
+            Entity::insert(user.active_model())
+                .exec_with_returning(&c)
+                .await
+                .map_err(|e| match Error::from(e) {
+                    Error::Conflict { .. } => Error::Conflict {
+                        message: format!(
+                            "a profile with firebase_uid `{}` already exists; use \
+                             upsert_profile to update it",
+                            user.uid
+                        ),
+                    },
+                    other => other,
+                })
         })
+        .await
 }
 
 /// The profile with this Firebase uid.
@@ -134,15 +143,19 @@ pub async fn create_profile<C: ConnectionTrait>(db: &C, user: &FirebaseUser) -> 
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn profile_by_uid<C: ConnectionTrait>(db: &C, uid: &str) -> Result<Profile> {
-    Entity::find()
-        .filter(Column::FirebaseUid.eq(uid))
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            entity: "profile",
-            key: format!("firebase_uid {uid}"),
+pub async fn profile_by_uid<S: Store + ?Sized>(db: &S, uid: &str) -> Result<Profile> {
+    db.route()
+        .read(Op::Plain, |c| async move {
+            Entity::find()
+                .filter(Column::FirebaseUid.eq(uid))
+                .one(&c)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    entity: "profile",
+                    key: format!("firebase_uid {uid}"),
+                })
         })
+        .await
 }
 
 /// The profile with this id.
@@ -156,9 +169,16 @@ pub async fn profile_by_uid<C: ConnectionTrait>(db: &C, uid: &str) -> Result<Pro
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn profile_by_id<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Profile> {
+pub async fn profile_by_id<S: Store + ?Sized>(db: &S, id: Uuid) -> Result<Profile> {
+    db.route()
+        .read(Op::Plain, |c| async move { find_by_id(&c, id).await })
+        .await
+}
+
+/// The profile with this id, on `c`.
+pub(crate) async fn find_by_id<C: ConnectionTrait>(c: &C, id: Uuid) -> Result<Profile> {
     Entity::find_by_id(id)
-        .one(db)
+        .one(c)
         .await?
         .ok_or_else(|| not_found(id))
 }
@@ -176,12 +196,16 @@ pub async fn profile_by_id<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Profi
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn delete_profile<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<()> {
-    let res = Entity::delete_by_id(id).exec(db).await?;
-    if res.rows_affected == 0 {
-        return Err(not_found(id));
-    }
-    Ok(())
+pub async fn delete_profile<S: Store + ?Sized>(db: &S, id: Uuid) -> Result<()> {
+    db.route()
+        .write(Op::Plain, |c| async move {
+            let res = Entity::delete_by_id(id).exec(&c).await?;
+            if res.rows_affected == 0 {
+                return Err(not_found(id));
+            }
+            Ok(())
+        })
+        .await
 }
 
 pub(crate) fn not_found(id: Uuid) -> Error {

@@ -5,15 +5,16 @@
 //! user's rows: a resume id of another user is reported as not found.
 
 use entity::resumes::{self, Column, Entity};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, QueryTrait, StatementBuilder,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, is_foreign_key_violation};
+use crate::store::{Op, Store};
 
 /// Default limit for PDFs stored in the database: 1 MiB. Larger files belong
 /// in file storage, recorded with [`PdfUpload::Path`].
@@ -174,7 +175,7 @@ pub enum StoredPdf {
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, new), fields(user_id = %new.user_id, title = %new.title))]
-pub async fn create_resume<C: ConnectionTrait>(db: &C, new: NewResume) -> Result<ResumeSummary> {
+pub async fn create_resume<S: Store + ?Sized>(db: &S, new: NewResume) -> Result<ResumeSummary> {
     for (field, value) in [("title", &new.title), ("file_name", &new.file_name)] {
         if value.trim().is_empty() {
             return Err(Error::Validation {
@@ -201,18 +202,47 @@ pub async fn create_resume<C: ConnectionTrait>(db: &C, new: NewResume) -> Result
         file_data: Set(file_data),
         ..Default::default()
     };
-    let id = Entity::insert(row)
-        .exec(db)
+    // One round trip: the INSERT returns the summary columns only (not the
+    // PDF bytes it just stored).
+    let user_id = new.user_id;
+    let mut insert = Entity::insert(row).into_query();
+    insert.returning(Query::returning().exprs(summary_columns()));
+    let insert = StatementBuilder::build(&insert, &sea_orm::DbBackend::Postgres);
+    db.route()
+        .write(Op::Plain, |c| async move {
+            ResumeSummary::find_by_statement(insert)
+                .one(&c)
+                .await
+                .map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        crate::profiles::not_found(user_id)
+                    } else {
+                        Error::from(e)
+                    }
+                })?
+                .ok_or_else(|| Error::Config("INSERT ... RETURNING returned no row".into()))
+        })
         .await
-        .map_err(|e| {
-            if is_foreign_key_violation(&e) {
-                crate::profiles::not_found(new.user_id)
-            } else {
-                Error::from(e)
-            }
-        })?
-        .last_insert_id;
-    resume(db, new.user_id, id).await.map(|d| d.summary)
+}
+
+/// The columns of a [`ResumeSummary`], for `RETURNING`. `IS NOT NULL` reads
+/// the null bitmap only, never the PDF or the text.
+fn summary_columns() -> Vec<Expr> {
+    [
+        "id",
+        "user_id",
+        "title",
+        "file_name",
+        "file_path",
+        "file_size",
+        "created_at",
+        "updated_at",
+        "file_data IS NOT NULL AS stored_inline",
+        "content IS NOT NULL AS has_content",
+    ]
+    .into_iter()
+    .map(Expr::cust)
+    .collect()
 }
 
 fn summary_query() -> sea_orm::Select<Entity> {
@@ -246,14 +276,18 @@ fn summary_query() -> sea_orm::Select<Entity> {
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn list_resumes<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Vec<ResumeSummary>> {
-    Ok(summary_query()
-        .filter(Column::UserId.eq(user_id))
-        .order_by_desc(Column::CreatedAt)
-        .order_by_desc(Column::Id)
-        .into_model::<ResumeSummary>()
-        .all(db)
-        .await?)
+pub async fn list_resumes<S: Store + ?Sized>(db: &S, user_id: Uuid) -> Result<Vec<ResumeSummary>> {
+    db.route()
+        .read(Op::Plain, |c| async move {
+            Ok(summary_query()
+                .filter(Column::UserId.eq(user_id))
+                .order_by_desc(Column::CreatedAt)
+                .order_by_desc(Column::Id)
+                .into_model::<ResumeSummary>()
+                .all(&c)
+                .await?)
+        })
+        .await
 }
 
 /// One of the user's resumes with its extracted text, without PDF bytes.
@@ -268,7 +302,19 @@ pub async fn list_resumes<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<V
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn resume<C: ConnectionTrait>(
+pub async fn resume<S: Store + ?Sized>(
+    db: &S,
+    user_id: Uuid,
+    resume_id: Uuid,
+) -> Result<ResumeDetail> {
+    db.route()
+        .read(Op::Plain, |c| async move {
+            find_detail(&c, user_id, resume_id).await
+        })
+        .await
+}
+
+async fn find_detail<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
     resume_id: Uuid,
@@ -309,20 +355,25 @@ pub async fn resume<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn resume_pdf<C: ConnectionTrait>(
-    db: &C,
+pub async fn resume_pdf<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
 ) -> Result<StoredPdf> {
-    let (path, data): (Option<String>, Option<Vec<u8>>) = Entity::find()
-        .select_only()
-        .columns([Column::FilePath, Column::FileData])
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::Id.eq(resume_id))
-        .into_tuple()
-        .one(db)
-        .await?
-        .ok_or_else(|| not_found(resume_id))?;
+    let (path, data): (Option<String>, Option<Vec<u8>>) = db
+        .route()
+        .read(Op::Plain, |c| async move {
+            Entity::find()
+                .select_only()
+                .columns([Column::FilePath, Column::FileData])
+                .filter(Column::UserId.eq(user_id))
+                .filter(Column::Id.eq(resume_id))
+                .into_tuple()
+                .one(&c)
+                .await?
+                .ok_or_else(|| not_found(resume_id))
+        })
+        .await?;
     Ok(match (data, path) {
         (Some(bytes), _) => StoredPdf::Inline(bytes),
         (None, Some(path)) => StoredPdf::Path(path),
@@ -341,22 +392,26 @@ pub async fn resume_pdf<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, content))]
-pub async fn update_resume_content<C: ConnectionTrait>(
-    db: &C,
+pub async fn update_resume_content<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
     content: &str,
 ) -> Result<()> {
-    let res = Entity::update_many()
-        .col_expr(Column::Content, Expr::value(content))
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::Id.eq(resume_id))
-        .exec(db)
-        .await?;
-    if res.rows_affected == 0 {
-        return Err(not_found(resume_id));
-    }
-    Ok(())
+    db.route()
+        .write(Op::Plain, |c| async move {
+            let res = Entity::update_many()
+                .col_expr(Column::Content, Expr::value(content))
+                .filter(Column::UserId.eq(user_id))
+                .filter(Column::Id.eq(resume_id))
+                .exec(&c)
+                .await?;
+            if res.rows_affected == 0 {
+                return Err(not_found(resume_id));
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// Deletes the resume and its chunks (migration 004's trigger deletes the
@@ -371,20 +426,24 @@ pub async fn update_resume_content<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn delete_resume<C: ConnectionTrait>(
-    db: &C,
+pub async fn delete_resume<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
 ) -> Result<()> {
-    let res = Entity::delete_many()
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::Id.eq(resume_id))
-        .exec(db)
-        .await?;
-    if res.rows_affected == 0 {
-        return Err(not_found(resume_id));
-    }
-    Ok(())
+    db.route()
+        .write(Op::Plain, |c| async move {
+            let res = Entity::delete_many()
+                .filter(Column::UserId.eq(user_id))
+                .filter(Column::Id.eq(resume_id))
+                .exec(&c)
+                .await?;
+            if res.rows_affected == 0 {
+                return Err(not_found(resume_id));
+            }
+            Ok(())
+        })
+        .await
 }
 
 pub(crate) fn not_found(resume_id: Uuid) -> Error {

@@ -32,7 +32,6 @@ use clap::{Parser, ValueEnum};
 use mockinterview_db::DbConfig;
 use mockinterview_db::MigratorTrait;
 use pgconn::DbUrl;
-use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::corpus::Corpus;
@@ -258,8 +257,8 @@ pub struct Ctx {
     pub url: String,
     /// Name of the benchmark database.
     pub db_name: String,
-    /// The library's pool (DbConfig::new(url).connect(): ef_search 100).
-    pub db: DatabaseConnection,
+    /// The library's handle (DbConfig::new(url).connect(): ef_search 100).
+    pub db: mockinterview_db::Db,
     /// A raw tokio-postgres connection to the benchmark database.
     pub raw: tokio_postgres::Client,
     /// pgvector's `vector` type in this database.

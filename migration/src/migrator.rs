@@ -11,9 +11,10 @@ use crate::schema::expected;
 /// The ordered list of this project's migrations.
 ///
 /// Use it from application code with [`crate::lock::up_locked`] (the advisory lock
-/// keeps instances that start together from racing), or
-/// `Migrator::up(&db, None).await` (from [`MigratorTrait`]) when only one
-/// process migrates.
+/// keeps instances that start together from racing, also through a
+/// transaction-mode pooler), or `Migrator::up(&db, None).await` (from
+/// [`MigratorTrait`]) when only one process migrates over a direct
+/// connection.
 ///
 /// On top of sea-orm's behaviour:
 /// - `up` first checks that pgvector can be created when the migration that
@@ -176,9 +177,10 @@ const CREATES_PGVECTOR: &str = "m003_create_vector_store";
 
 /// One migration with the guard rails around it, so that no migration has
 /// to remember them: its `up` and `down` start with `SET LOCAL lock_timeout`
-/// ([`safety::prepare_up`]), and its `down` refuses to destroy stored data
-/// unless that is allowed ([`safety::prepare_down`]). Both run inside the
-/// migration's own transaction.
+/// and put pgvector's schema on the `search_path` when the extension lives
+/// in another schema ([`safety::prepare_up`]), and its `down` refuses to
+/// destroy stored data unless that is allowed ([`safety::prepare_down`]).
+/// Both run inside the migration's own transaction.
 struct Guarded(Box<dyn MigrationTrait>);
 
 impl MigrationName for Guarded {

@@ -5,8 +5,12 @@
 //!   parts every caller needs (target without credentials, locality) and
 //!   copies with another database, role or port;
 //! - [`sqlstate`]: the SQLSTATE of a database error, for the conditions
-//!   SeaORM's `DbErr::sql_err()` does not classify.
+//!   SeaORM's `DbErr::sql_err()` does not classify;
+//! - [`diagnose`]: why a connection failed (TLS, `pg_hba.conf`, a standby,
+//!   a pooler, ...) with actionable messages, and whether the connections
+//!   go through a transaction-mode pooler.
 
+pub mod diagnose;
 mod sqlstate;
 mod url;
 

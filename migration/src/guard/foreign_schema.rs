@@ -10,13 +10,23 @@
 //! any difference refuses the whole `up`, before any change, naming every
 //! difference.
 //!
-//! Which objects a migration creates is not a second hand-written list: the
-//! migrations themselves are applied, in order, inside a transaction that is
-//! rolled back, into an empty scratch schema put first on the `search_path`
-//! (the schemas already on the path stay behind it, so extension types such
-//! as `vector` resolve as usual). A [`Catalog`] snapshot after each one gives
-//! exactly what it adds. A schema without tables and functions has nothing
-//! to collide with and is not checked at all.
+//! Which objects a migration creates is not a second hand-written list:
+//! - when no migration is recorded yet (a foreign schema, or lost
+//!   bookkeeping), every object the migrations make comes from a pending
+//!   one, and they are all in [`crate::expected::catalog`], the one
+//!   description of the schema (tested against the migrations);
+//! - when some are recorded, the migrations themselves are applied, in
+//!   order, inside a transaction that is rolled back, into an empty scratch
+//!   schema put first on the `search_path` (the schemas already on the path
+//!   stay behind it, so extension types such as `vector` resolve as usual).
+//!   A [`Catalog`] snapshot after each one gives exactly what it adds. This
+//!   needs `CREATE` on the database; a role without it (the schema owner of
+//!   an owner / application role split) upgrades without the check, which
+//!   only matters for objects someone created by hand under the names of
+//!   migrations not yet applied.
+//!
+//! A schema without tables and functions has nothing to collide with and is
+//! not checked at all.
 
 use std::collections::BTreeMap;
 
@@ -32,8 +42,9 @@ use crate::migrations;
 /// and that the migrations do not make).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conflict {
-    /// The pending migration that creates the object (or its table).
-    pub migration: String,
+    /// The pending migration that creates the object (or its table), when
+    /// known (not when nothing is recorded: then all of them are pending).
+    pub migration: Option<String>,
     /// Object kind.
     pub kind: ObjectKind,
     /// Object name (`table.column` for columns, constraints and triggers).
@@ -53,22 +64,24 @@ impl std::fmt::Display for Conflict {
                 d.to_owned()
             }
         };
+        let by = self
+            .migration
+            .as_ref()
+            .map_or_else(String::new, |m| format!(" ({m})"));
         match &self.expected {
             Some(expected) => write!(
                 f,
-                "{} {} ({}): found {}, the migration creates {}",
+                "{} {}{by}: found {}, the migration creates {}",
                 self.kind,
                 self.name,
-                self.migration,
                 show(&self.found),
                 show(expected)
             ),
             None => write!(
                 f,
-                "{} {} ({} creates its table): found {}, which the migrations do not create",
+                "{} {}{by}: found {} on a table the migrations create, which they do not make",
                 self.kind,
                 self.name,
-                self.migration,
                 show(&self.found)
             ),
         }
@@ -94,8 +107,18 @@ where
     if here.tables.is_empty() && here.functions.is_empty() {
         return Ok(());
     }
-    let steps = scratch_snapshots(db).await?;
-    let conflicts = conflicts(&here, &steps, pending);
+    let conflicts = if crate::dry_run::recorded(db).await?.is_empty() {
+        against_final(&here)
+    } else if may_create_schemas(db).await? {
+        let steps = scratch_snapshots(db).await?;
+        conflicts(&here, &steps, pending)
+    } else {
+        tracing::debug!(
+            "this role may not create a scratch schema: pending migrations are not checked \
+             against existing objects"
+        );
+        Vec::new()
+    };
     if conflicts.is_empty() {
         return Ok(());
     }
@@ -104,6 +127,48 @@ where
         pending,
         detect::detect(&here).ok().map(|d| d.version),
     )))
+}
+
+/// Whether the role may create schemas in this database.
+async fn may_create_schemas<C: ConnectionTrait>(db: &C) -> Result<bool, DbErr> {
+    db.query_one_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT has_database_privilege(current_database(), 'CREATE') AS ok",
+    ))
+    .await?
+    .map(|r| r.try_get::<bool>("", "ok"))
+    .transpose()
+    .map(|ok| ok.unwrap_or(false))
+}
+
+/// Nothing recorded, so every migration is pending: every object of the
+/// final schema ([`crate::expected::catalog`]) is one they create.
+fn against_final(here: &Catalog) -> Vec<Conflict> {
+    let made = crate::expected::catalog().objects();
+    let here_objects = here.objects();
+    let mut out = Vec::new();
+    for ((kind, name), object) in &made {
+        if *kind == ObjectKind::Extension {
+            continue;
+        }
+        let Some(found) = here_objects.get(&(*kind, name.clone())) else {
+            continue;
+        };
+        if found.definition != object.definition {
+            out.push(Conflict {
+                migration: None,
+                kind: *kind,
+                name: name.clone(),
+                found: found.definition.clone(),
+                expected: Some(object.definition.clone()),
+            });
+        }
+        if *kind == ObjectKind::Table {
+            out.extend(extra_objects(&here_objects, &made, None, name));
+        }
+    }
+    out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    out
 }
 
 /// The catalog of an empty scratch schema before any migration and after
@@ -189,7 +254,7 @@ fn conflicts(here: &Catalog, steps: &[(String, Catalog)], pending: &[String]) ->
             );
             if found.definition != expected {
                 out.push(Conflict {
-                    migration: name.clone(),
+                    migration: Some(name.clone()),
                     kind: change.kind,
                     name: change.name.clone(),
                     found: found.definition.clone(),
@@ -200,7 +265,7 @@ fn conflicts(here: &Catalog, steps: &[(String, Catalog)], pending: &[String]) ->
                 out.extend(extra_objects(
                     &here_objects,
                     &final_objects,
-                    name,
+                    Some(name),
                     &change.name,
                 ));
             }
@@ -216,14 +281,14 @@ fn conflicts(here: &Catalog, steps: &[(String, Catalog)], pending: &[String]) ->
 fn extra_objects(
     here: &BTreeMap<(ObjectKind, String), crate::catalog::Object>,
     made: &BTreeMap<(ObjectKind, String), crate::catalog::Object>,
-    migration: &str,
+    migration: Option<&String>,
     table: &str,
 ) -> Vec<Conflict> {
     here.iter()
         .filter(|((kind, _), o)| *kind != ObjectKind::Table && o.table.as_deref() == Some(table))
         .filter(|(key, _)| !made.contains_key(key))
         .map(|((kind, name), o)| Conflict {
-            migration: migration.to_owned(),
+            migration: migration.cloned(),
             kind: *kind,
             name: name.clone(),
             found: o.definition.clone(),

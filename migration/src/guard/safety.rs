@@ -24,6 +24,8 @@ use std::future::Future;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
+use crate::guard::search_path;
+
 /// `lock_timeout` used when nothing else is configured.
 pub const DEFAULT_LOCK_TIMEOUT: &str = "5s";
 /// Environment variable overriding the migrations' `lock_timeout`
@@ -130,12 +132,16 @@ pub fn validate_lock_timeout(value: &str) -> Result<(), String> {
 }
 
 /// Start of every migration's `up`: sets `lock_timeout` for the migration's
-/// transaction (`SET LOCAL`, so it ends with the migration).
+/// transaction (`SET LOCAL`, so it ends with the migration), and puts the
+/// schema of pgvector on the `search_path` when it lives elsewhere
+/// ([`search_path::include_extension_schemas`]).
 ///
 /// # Errors
 /// When the configured timeout is invalid, or the statement fails.
 pub async fn prepare_up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    set_local_lock_timeout(manager.get_connection()).await
+    let db = manager.get_connection();
+    set_local_lock_timeout(db).await?;
+    search_path::include_extension_schemas(db).await
 }
 
 /// Start of every migration's `down`: sets `lock_timeout` like
@@ -152,11 +158,16 @@ pub async fn prepare_up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
 pub async fn prepare_down(manager: &SchemaManager<'_>, migration: &str) -> Result<(), DbErr> {
     let db = manager.get_connection();
     set_local_lock_timeout(db).await?;
+    search_path::include_extension_schemas(db).await?;
     let findings = data_at_risk(db, migration, true).await?;
     refuse_unless_allowed(&findings, false)
 }
 
-async fn set_local_lock_timeout<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+/// Sets the configured [`lock_timeout`] for the current transaction.
+///
+/// # Errors
+/// When the configured timeout is invalid, or the statement fails.
+pub async fn set_local_lock_timeout<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     let value = lock_timeout();
     validate_lock_timeout(&value).map_err(DbErr::Migration)?;
     db.execute_raw(Statement::from_sql_and_values(

@@ -41,7 +41,8 @@ use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
 use crate::Migrator;
-use crate::guard::lock::MigrationLock;
+use crate::guard::lock::{self, MIGRATION_LOCK_KEY, RunOptions};
+use crate::guard::search_path;
 
 pub mod copy;
 pub mod detect;
@@ -75,6 +76,9 @@ pub struct ImportOptions {
     /// `maintenance_work_mem` for rebuilding the HNSW index; `None`: 1 GB,
     /// or about 5 KB per chunk when that is more (at most 8 GB).
     pub maintenance_work_mem: Option<String>,
+    /// The target's schema and settings (`-s`, the URL's `options`), applied
+    /// inside every transaction on the target, as the migrator does.
+    pub run: RunOptions,
 }
 
 impl ImportOptions {
@@ -87,6 +91,7 @@ impl ImportOptions {
             source_timezone: None,
             keep_chunk_index: false,
             maintenance_work_mem: None,
+            run: RunOptions::default(),
         }
     }
 }
@@ -303,8 +308,26 @@ async fn run(
         });
     }
 
-    // 2. The target must be empty.
-    let not_empty = target::application_rows(target).await?;
+    // 2. The target must be empty; what `up` will apply to it.
+    let (not_empty, pending) = {
+        let txn = options
+            .run
+            .begin_read_only(target)
+            .await
+            .map_err(|e| ImportError::Target {
+                what: "checking that the target is empty".into(),
+                message: e.to_string(),
+            })?;
+        let rows = target::application_rows(&txn).await;
+        let pending = Migrator::get_pending_migrations_read_only(&txn).await;
+        txn.rollback().await.ok();
+        let pending: Vec<String> = pending
+            .map_err(|e| ImportError::Migrate(e.to_string()))?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        (rows?, pending)
+    };
     if !not_empty.is_empty() {
         return Err(ImportError::TargetNotEmpty(not_empty));
     }
@@ -411,11 +434,9 @@ async fn run(
         import_time,
     };
     if options.dry_run {
-        report.migrations_applied = Migrator::get_pending_migrations_read_only(target)
-            .await
-            .map_err(|e| ImportError::Migrate(e.to_string()))?
+        report.migrations_applied = pending
             .iter()
-            .map(|m| format!("{} (would be applied)", m.name()))
+            .map(|m| format!("{m} (would be applied)"))
             .collect();
         let mut state = Streamed::new(chunk_rules);
         stream_resumes(source, &load, None, &mut state).await?;
@@ -426,10 +447,21 @@ async fn run(
         finish_report(source, &load, &mut ledger, &mut state, &mut report, None).await?;
         timer.lap("checksums");
     } else {
-        let lock = MigrationLock::acquire(target)
-            .await
-            .map_err(|e| ImportError::Migrate(e.to_string()))?;
-        let outcome = write(
+        // Migrations: the migrator's own locked run (one transaction).
+        if !pending.is_empty() {
+            lock::up_locked_with(target, &options.run, None)
+                .await
+                .map_err(|e| {
+                    ImportError::Migrate(match e {
+                        sea_orm_migration::DbErr::Migration(m)
+                        | sea_orm_migration::DbErr::Custom(m) => m,
+                        other => other.to_string(),
+                    })
+                })?;
+        }
+        report.migrations_applied = pending;
+        timer.lap("migrate");
+        write(
             target,
             source,
             options,
@@ -439,10 +471,7 @@ async fn run(
             &mut report,
             &mut timer,
         )
-        .await;
-        let released = lock.release().await;
-        outcome?;
-        released.map_err(|e| ImportError::Migrate(e.to_string()))?;
+        .await?;
     }
     report.tables = ledger.tables;
     report.normalizations = ledger.normalizations;
@@ -824,28 +853,127 @@ async fn write(
     report: &mut ImportReport,
     timer: &mut Timer,
 ) -> Result<(), ImportError> {
-    let before = crate::dry_run::recorded(target)
-        .await
-        .map_err(|e| ImportError::Migrate(e.to_string()))?;
-    Migrator::up(target, None).await.map_err(|e| {
-        ImportError::Migrate(match e {
-            sea_orm_migration::DbErr::Migration(m) | sea_orm_migration::DbErr::Custom(m) => m,
-            other => other.to_string(),
-        })
-    })?;
-    let after = crate::dry_run::recorded(target)
-        .await
-        .map_err(|e| ImportError::Migrate(e.to_string()))?;
-    report.migrations_applied = after.into_iter().filter(|m| !before.contains(m)).collect();
-    timer.lap("migrate");
+    let session = WriteSession::open(target, &options.run).await?;
+    let outcome = match session.conn().await {
+        Ok(conn) => write_in(conn, source, options, load, rules, ledger, report, timer).await,
+        Err(e) => Err(e),
+    };
+    // Rolled back on any failure: the target holds no application rows.
+    session.close(outcome.is_ok()).await?;
+    outcome?;
+    report.committed = true;
+    timer.lap("commit");
+    Ok(())
+}
 
-    let pool = target.get_postgres_connection_pool();
-    let mut tx = pool
-        .begin()
-        .await
-        .map_err(target::failed("starting the transaction"))?;
+/// The import's own transaction on the target: a dedicated one-connection
+/// pool, opened with the target's connection options, so that sqlx (binary
+/// `COPY`) and sea-orm (the migrator's `search_path` helpers) statements run
+/// on the same session, inside one `BEGIN` ... `COMMIT`. One transaction
+/// also keeps its server session through a transaction-mode pooler.
+struct WriteSession {
+    pool: sea_orm_migration::sea_orm::sqlx::PgPool,
+}
+
+impl WriteSession {
+    async fn open(target: &DatabaseConnection, run: &RunOptions) -> Result<Self, ImportError> {
+        use sea_orm_migration::sea_orm::sqlx;
+        let options = (*target.get_postgres_connection_pool().connect_options()).clone();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(target::failed("connecting for the import's transaction"))?;
+        let session = Self { pool };
+        sqlx::raw_sql("BEGIN")
+            .execute(&session.pool)
+            .await
+            .map_err(target::failed("starting the transaction"))?;
+        // The run's schema and settings, as the migrator applies them.
+        let orm = sea_orm_migration::sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(
+            session.pool.clone(),
+        );
+        let settings = async {
+            for (name, value) in &run.settings {
+                orm.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT set_config($1, $2, true)",
+                    [name.clone().into(), value.clone().into()],
+                ))
+                .await?;
+            }
+            if let Some(schema) = &run.schema {
+                search_path::set_local_schema(&orm, schema).await?;
+            }
+            search_path::include_extension_schemas(&orm).await
+        }
+        .await;
+        if let Err(e) = settings {
+            session.close(false).await.ok();
+            return Err(ImportError::Target {
+                what: "setting the schema".into(),
+                message: e.to_string(),
+            });
+        }
+        Ok(session)
+    }
+
+    /// The session's connection, for the rest of the transaction.
+    async fn conn(
+        &self,
+    ) -> Result<
+        sea_orm_migration::sea_orm::sqlx::pool::PoolConnection<
+            sea_orm_migration::sea_orm::sqlx::Postgres,
+        >,
+        ImportError,
+    > {
+        self.pool
+            .acquire()
+            .await
+            .map_err(target::failed("acquiring the import's connection"))
+    }
+
+    /// Commits (when `commit`) or rolls back, and closes the session.
+    async fn close(self, commit: bool) -> Result<(), ImportError> {
+        use sea_orm_migration::sea_orm::sqlx;
+        let end = if commit { "COMMIT" } else { "ROLLBACK" };
+        let outcome = sqlx::raw_sql(end).execute(&self.pool).await;
+        // Closing the connection ends the transaction in any case.
+        self.pool.close().await;
+        if commit {
+            outcome.map_err(target::failed("committing"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes everything in the import's transaction (`conn`, inside `BEGIN`).
+#[allow(clippy::too_many_arguments)]
+async fn write_in(
+    mut conn: sea_orm_migration::sea_orm::sqlx::pool::PoolConnection<
+        sea_orm_migration::sea_orm::sqlx::Postgres,
+    >,
+    source: &Source,
+    options: &ImportOptions,
+    load: &Load,
+    rules: ChunkRules,
+    ledger: &mut Ledger,
+    report: &mut ImportReport,
+    timer: &mut Timer,
+) -> Result<(), ImportError> {
+    let tx: &mut PgConnection = &mut conn;
+    // Other migrators wait until the import has committed.
     target::exec(
-        &mut tx,
+        tx,
+        &format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"),
+        "taking the migration lock",
+    )
+    .await?;
+    target::exec(
+        tx,
         &format!(
             "SET LOCAL lock_timeout = '10s'; LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
             target::APPLICATION_TABLES.join(", ")
@@ -856,7 +984,7 @@ async fn write(
     // Checked again under the lock: nothing was written in between.
     let mut rows = Vec::new();
     for table in target::APPLICATION_TABLES {
-        let n = target::count(&mut tx, table).await?;
+        let n = target::count(tx, table).await?;
         if n > 0 {
             rows.push((table.to_owned(), n));
         }
@@ -865,29 +993,24 @@ async fn write(
         return Err(ImportError::TargetNotEmpty(rows));
     }
 
-    target::write_profiles(&mut tx, &load.profiles).await?;
-    target::write_preferences(&mut tx, &load.preferences).await?;
+    target::write_profiles(tx, &load.profiles).await?;
+    target::write_preferences(tx, &load.preferences).await?;
     timer.lap("profiles_preferences");
     let mut state = Streamed::new(rules);
-    stream_resumes(source, load, Some(&mut tx), &mut state).await?;
-    target::write_legacy_ids(&mut tx, &load.legacy_ids, &load.import_time).await?;
+    stream_resumes(source, load, Some(&mut *tx), &mut state).await?;
+    target::write_legacy_ids(tx, &load.legacy_ids, &load.import_time).await?;
     timer.lap("resumes");
 
     let dropped = if options.keep_chunk_index {
         Vec::new()
     } else {
-        let indexes = target::hnsw_indexes(&mut tx).await?;
+        let indexes = target::hnsw_indexes(tx).await?;
         for (name, _) in &indexes {
-            target::exec(
-                &mut tx,
-                &format!("DROP INDEX {name}"),
-                "dropping the HNSW index",
-            )
-            .await?;
+            target::exec(tx, &format!("DROP INDEX {name}"), "dropping the HNSW index").await?;
         }
         indexes
     };
-    stream_chunks(source, load, Some(&mut tx), &mut state).await?;
+    stream_chunks(source, load, Some(&mut *tx), &mut state).await?;
     timer.lap("chunks");
     if !dropped.is_empty() {
         let mem = options.maintenance_work_mem.clone().unwrap_or_else(|| {
@@ -895,7 +1018,7 @@ async fn write(
             format!("{kb}kB")
         });
         target::exec(
-            &mut tx,
+            tx,
             &format!(
                 "SET LOCAL maintenance_work_mem = '{}'",
                 mem.replace('\'', "")
@@ -904,7 +1027,7 @@ async fn write(
         )
         .await?;
         for (_, definition) in &dropped {
-            target::exec(&mut tx, definition, "rebuilding the HNSW index").await?;
+            target::exec(tx, definition, "rebuilding the HNSW index").await?;
         }
         report.chunk_index = format!(
             "dropped before the load and rebuilt after it in the same transaction \
@@ -936,10 +1059,10 @@ async fn write(
         })
         .collect();
     if !created.is_empty() {
-        target::write_profiles(&mut tx, &created).await?;
+        target::write_profiles(tx, &created).await?;
     }
 
-    finish_report(source, load, ledger, &mut state, report, Some(&mut tx)).await?;
+    finish_report(source, load, ledger, &mut state, report, Some(&mut *tx)).await?;
     // Every table adds up, and the target holds exactly what was counted.
     let imported = |t: &str| ledger.tables.get(t).map_or(0, |c| c.imported);
     for (table, expected) in [
@@ -952,7 +1075,7 @@ async fn write(
         ("resume_chunks", imported("resume_chunks")),
         ("legacy_ids", load.legacy_ids.len() as u64),
     ] {
-        let n = target::count(&mut tx, table).await?;
+        let n = target::count(tx, table).await?;
         compare(table, "row count", &expected.to_string(), &n.to_string())?;
     }
     let totals = ImportReport {
@@ -967,8 +1090,5 @@ async fn write(
         target_value: "-".into(),
     })?;
     timer.lap("checksums");
-    tx.commit().await.map_err(target::failed("committing"))?;
-    report.committed = true;
-    timer.lap("commit");
     Ok(())
 }

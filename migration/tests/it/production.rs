@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use migration::lock::{self, MigrationLock};
+use migration::lock;
 use migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use test_db::TestDatabase;
@@ -18,7 +18,10 @@ use test_db::TestDatabase;
 async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
     let db = TestDatabase::empty().await;
     const PROCESSES: usize = 4;
-    // Started back to back, as instances of a deployment starting together.
+    // Started back to back, as instances of a deployment starting together;
+    // the lock is held until all of them queue, so that they really run
+    // into each other however slowly they start.
+    let held = hold_migration_lock(db.conn()).await;
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             bin()
@@ -30,6 +33,8 @@ async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
                 .expect("spawn the migration binary")
         })
         .collect();
+    wait_for_lock_waiters(db.conn(), PROCESSES as i64).await;
+    held.commit().await.unwrap();
     let outputs: Vec<String> = children
         .into_iter()
         .map(|c| {
@@ -73,16 +78,27 @@ async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
 #[tokio::test]
 async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
     let db = TestDatabase::empty().await;
-    // The library lock, taken by "another instance".
-    let held = MigrationLock::acquire(db.conn()).await.unwrap();
+    // The lock, held by "another instance" in the middle of its run.
+    let held = db.conn().begin().await.unwrap();
+    held.execute_unprepared(&format!(
+        "SELECT pg_advisory_xact_lock({})",
+        lock::MIGRATION_LOCK_KEY
+    ))
+    .await
+    .unwrap();
     let holder = lock::lock_holder(db.conn())
         .await
         .unwrap()
         .expect("the lock is held by the dedicated session");
 
+    // A statement_timeout (a role default on managed services; here from
+    // the URL) shorter than the wait does not cancel the waiting migrator.
     let child = bin()
         .arg("up")
-        .env("DATABASE_URL", db.url())
+        .env(
+            "DATABASE_URL",
+            format!("{}?options=-c%20statement_timeout%3D2s", db.url()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -100,11 +116,12 @@ async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
         assert!(Instant::now() < deadline, "the binary never waited");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
         applied(db.conn()).await.is_empty(),
         "nothing ran while locked"
     );
-    held.release().await.unwrap();
+    held.commit().await.unwrap();
 
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
