@@ -315,7 +315,7 @@ fn timestamps(
 /// What became of a legacy profile: its new id, or why it was left out.
 pub type ProfileOutcome = Result<Uuid, String>;
 
-/// Profiles: uids in NFC (the library normalizes uids to NFC); two
+/// Profiles: uids in NFC (the form the library is moving to); two
 /// profiles with the same NFC uid are not merged: the older one (by
 /// `created_at`, then id) is kept and the other excluded with everything it
 /// owns. `email = ''` (phone sign-in) becomes NULL.
@@ -372,7 +372,7 @@ pub fn plan_profiles(
                 "firebase_uid",
                 json!(p.uid),
                 json!(p.uid_nfc),
-                "Unicode NFC, as the library stores and looks up uids",
+                "Unicode NFC, the form the library is moving to for uids",
             );
         }
         let email = if p.email.is_empty() {
