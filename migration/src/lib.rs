@@ -2,7 +2,7 @@
 //!
 //! | module | what | changes? |
 //! |---|---|---|
-//! | `migrations` (private) | the released migrations, m001 to m004 | **frozen**: never edited once applied; new ones are appended |
+//! | `migrations` (private) | the released migrations, m001 to m004 and m007 | **frozen**: never edited once applied; new ones are appended |
 //! | [`Migrator`] | the list, each migration wrapped with the guard rails | when a migration is added |
 //! | [`guard`] | running safely: [`lock`] (one migrator at a time), [`safety`] (lock timeout, data-loss guard), [`pgvector_check`] | living tooling |
 //! | [`schema`] | describing and checking the schema: [`expected`] (what the migrations produce), [`catalog`] (snapshots and their diff), [`verify`], [`dry_run`] | living tooling |
