@@ -456,8 +456,10 @@ pub async fn resume_chunks<S: Store + ?Sized>(
 /// follow [`SearchQuery::metadata_filter`]'s rule.
 ///
 /// Chunks another service wrote without an embedding, or with one whose
-/// cosine distance is undefined (a zero vector), are skipped: they cannot
-/// be ranked. Metadata is decoded as in [`resume_chunks`].
+/// norm pgvector cannot compute (a zero vector, or values so small or large
+/// that the single-precision sum of squares is 0 or infinite; see
+/// [`Embedding`]), are skipped: their cosine with anything comes out 1.0 or
+/// undefined, so they would otherwise rank first. Metadata is decoded as in [`resume_chunks`].
 ///
 /// # Errors
 /// [`Error::Validation`] for `k` out of range or a filter breaking the
@@ -498,8 +500,15 @@ pub async fn search_chunks<S: Store + ?Sized>(
     }
     check_metadata_map(&query.metadata_filter).map_err(|why| invalid("metadata_filter", why))?;
     let mut values: Vec<Value> = vec![query.embedding.to_vector().into()];
-    // Rows another service wrote without an embedding cannot be ranked.
-    let mut conditions: Vec<String> = vec!["embedding IS NOT NULL".to_owned()];
+    // Rows another service wrote without an embedding, or with one whose
+    // norm pgvector cannot compute (the sum of squares in single precision,
+    // which `<#>` with itself computes, is 0 or infinite: such a vector's
+    // cosine with anything comes out 1.0 or NaN), cannot be ranked.
+    let mut conditions: Vec<String> = vec![
+        "embedding IS NOT NULL".to_owned(),
+        "(embedding <#> embedding) < 0".to_owned(),
+        "(embedding <#> embedding) > '-Infinity'::float8".to_owned(),
+    ];
     let bind = |v: Value, values: &mut Vec<Value>| {
         values.push(v);
         format!("${}", values.len())

@@ -8,8 +8,11 @@
 mod chunks;
 mod config;
 mod entities;
+mod faults;
+mod hardening;
 mod preferences;
 mod profiles;
+mod properties;
 mod resumes;
 mod send;
 mod support;
