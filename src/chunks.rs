@@ -291,11 +291,19 @@ pub async fn replace_chunks_bulk<S: Store + ?Sized>(
     let settings = route.settings().for_op(Op::Transaction);
     route
         .bounded(async {
-            let mut tx = pool
-                .get_postgres_connection_pool()
-                .begin()
-                .await
-                .map_err(sqlx_err)?;
+            let mut tx =
+                pool.get_postgres_connection_pool()
+                    .begin()
+                    .await
+                    .map_err(|e| match e {
+                        // As SeaORM classifies a failure to get a connection.
+                        sqlx::Error::PoolTimedOut => {
+                            Error::from(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout))
+                        }
+                        e => {
+                            Error::from(DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
+                        }
+                    })?;
             apply_settings_sqlx(&mut tx, &settings).await?;
             copy_sets(&mut tx, sets, &resume_ids, &ids).await?;
             tx.commit().await.map_err(sqlx_err)?;

@@ -46,6 +46,7 @@ pub struct Db {
 
 struct Inner {
     primary: DatabaseConnection,
+    primary_reads: AtomicU64,
     replicas: Replicas,
     settings: Settings,
     config: DbConfig,
@@ -63,6 +64,7 @@ impl Db {
         Self {
             inner: Arc::new(Inner {
                 primary,
+                primary_reads: AtomicU64::new(0),
                 replicas,
                 settings,
                 config,
@@ -116,6 +118,16 @@ impl Db {
     /// The replicas and their current state.
     pub fn replicas(&self) -> &[Arc<Replica>] {
         self.inner.replicas.all()
+    }
+
+    /// How many reads of the data functions the primary has answered
+    /// (with replicas configured: those no replica could take).
+    pub fn primary_reads(&self) -> u64 {
+        self.inner.primary_reads.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_primary_read(&self) {
+        self.inner.primary_reads.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn settings(&self) -> &Settings {

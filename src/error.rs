@@ -85,6 +85,14 @@ impl Error {
         }
     }
 
+    /// A standby cancelled the statement because it conflicted with the
+    /// replay of the primary's changes (the same read can run on the
+    /// primary).
+    pub(crate) fn is_recovery_conflict(&self) -> bool {
+        matches!(self, Error::Database(e)
+            if matches!(pgconn::sqlstate(e).as_deref(), Some("40001" | "57P04")))
+    }
+
     /// True for [`Error::Unavailable`]: the call may succeed later or
     /// elsewhere (another replica, after the server is back).
     pub fn is_unavailable(&self) -> bool {
@@ -124,12 +132,42 @@ fn connection_failure(err: &DbErr) -> Option<String> {
         DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) => {
             return Some(format!("the connection was closed. {CHECK}"));
         }
-        DbErr::Conn(RuntimeErr::SqlxError(e))
-        | DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e)) => e.as_ref(),
+        // Opening a connection failed: always connection-level, whatever
+        // the server said (wrong password, missing database, ...).
+        DbErr::Conn(RuntimeErr::SqlxError(e)) => {
+            return Some(sqlx_failure(e).unwrap_or_else(|| {
+                let code = e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .unwrap_or_default();
+                match code.as_ref() {
+                    "28P01" => "the server rejected the password: check the role and password \
+                                in DATABASE_URL"
+                        .to_owned(),
+                    "28000" => "the server refused this login (its pg_hba.conf has no entry \
+                                for this host, role, database and SSL setting, or the role may \
+                                not log in)"
+                        .to_owned(),
+                    "3D000" => "the database does not exist on this server: check the name \
+                                in DATABASE_URL (locally `scripts/db-up` creates it)"
+                        .to_owned(),
+                    code => format!("the server refused the connection (SQLSTATE {code})"),
+                }
+            }));
+        }
         DbErr::Conn(_) => return Some(format!("could not connect. {CHECK}")),
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            e.as_ref()
+        }
         _ => return None,
     };
+    sqlx_failure(sqlx)
+}
+
+/// The connection-level reading of a sqlx error, if it is one.
+fn sqlx_failure(sqlx: &sea_orm::sqlx::Error) -> Option<String> {
+    const CHECK: &str = "Check that the server is running and reachable and that DATABASE_URL \
+        is right; for the local database run `scripts/db-up`";
     use sea_orm::sqlx::Error as Sqlx;
     match sqlx {
         Sqlx::Io(e) => Some(format!(

@@ -87,6 +87,7 @@ async fn replay_lsn<C: ConnectionTrait>(replica: &C) -> Result<Option<Lsn>> {
 pub struct Replica {
     conn: DatabaseConnection,
     target: String,
+    served: AtomicU64,
     replayed: AtomicU64,
     staleness_ms: AtomicU64,
     checked: AtomicBool,
@@ -99,6 +100,7 @@ impl Replica {
         Self {
             conn,
             target,
+            served: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             staleness_ms: AtomicU64::new(u64::MAX),
             checked: AtomicBool::new(false),
@@ -115,6 +117,15 @@ impl Replica {
     /// `host:port/database`.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// How many reads it has answered.
+    pub fn reads_served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_read(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether it is in rotation (reachable at the last check, not marked
@@ -285,6 +296,7 @@ async fn monitor(
     interval: Duration,
     window: Duration,
 ) {
+    // The primary's positions over the last `window` (plus one older).
     let mut history: VecDeque<(Instant, Lsn)> = VecDeque::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -295,7 +307,10 @@ async fn monitor(
             if history.back().is_none_or(|(_, last)| *last != lsn) {
                 history.push_back((now, lsn));
             }
-            while history.len() > 1 && history.front().is_some_and(|(t, _)| now - *t > window) {
+            // Keep one position older than the window: a replica that has
+            // not replayed it is at least that stale (dropping it would make
+            // the replica look fresher than it is).
+            while history.len() > 2 && history.get(1).is_some_and(|(t, _)| now - *t > window) {
                 history.pop_front();
             }
         }

@@ -213,8 +213,21 @@ impl<'a> Route<'a> {
                             "replica unavailable; read retried on the primary"
                         );
                     }
-                    other => return other,
+                    Err(e) if e.is_recovery_conflict() => {
+                        tracing::debug!(
+                            replica = %replica.target(),
+                            "read cancelled by a recovery conflict on the replica; retried on \
+                             the primary"
+                        );
+                    }
+                    other => {
+                        replica.count_read();
+                        return other;
+                    }
                 }
+            }
+            if let RouteKind::Db { db, .. } = self.kind {
+                db.count_primary_read();
             }
             run(self.primary(), self.settings(), op, &mut f).await
         })
