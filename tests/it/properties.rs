@@ -157,11 +157,14 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// A user in the model: profile id and resumes (id, chunk count), in
+/// creation order.
+type ModelUser = (Uuid, Vec<(Uuid, usize)>);
+
 /// What the database should hold.
 #[derive(Clone, Debug, Default)]
 struct Model {
-    /// Per user: profile id and resumes (id → chunk count), in creation order.
-    users: [Option<(Uuid, Vec<(Uuid, usize)>)>; USERS],
+    users: [Option<ModelUser>; USERS],
 }
 
 impl Model {
