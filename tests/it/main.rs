@@ -8,9 +8,12 @@
 mod chunks;
 mod config;
 mod entities;
+mod faults;
+mod hardening;
 mod pooler;
 mod preferences;
 mod profiles;
+mod properties;
 mod replicas;
 mod resumes;
 mod send;

@@ -17,20 +17,24 @@ async fn every_standard_subcommand_works() {
     let db = TestDatabase::empty().await;
 
     let status = migrate(&db, &["status"]);
-    assert_eq!(status.matches("Pending").count(), 4, "{status}");
+    assert_eq!(status.matches("Pending").count(), 5, "{status}");
 
     let up = migrate(&db, &["up"]);
     assert!(
-        up.contains("Migration 'm004_delete_orphan_chunks' has been applied"),
+        up.contains("Migration 'm007_lowercase_chunk_ids' has been applied"),
         "{up}"
     );
     let status = migrate(&db, &["status"]);
-    assert_eq!(status.matches("Applied").count(), 4, "{status}");
+    assert_eq!(status.matches("Applied").count(), 5, "{status}");
 
     let again = migrate(&db, &["up"]);
     assert!(again.contains("No pending migrations"), "{again}");
 
-    let down = migrate(&db, &["down", "-n", "2"]);
+    let down = migrate(&db, &["down", "-n", "3"]);
+    assert!(
+        down.contains("Migration 'm007_lowercase_chunk_ids' has been rolled back"),
+        "{down}"
+    );
     assert!(
         down.contains("Migration 'm004_delete_orphan_chunks' has been rolled back"),
         "{down}"
@@ -54,17 +58,17 @@ async fn every_standard_subcommand_works() {
     // No subcommand means `up`.
     migrate(&db, &[]);
     let status = migrate(&db, &["status"]);
-    assert_eq!(status.matches("Applied").count(), 4, "{status}");
+    assert_eq!(status.matches("Applied").count(), 5, "{status}");
 
     for cmd in ["fresh", "refresh"] {
         migrate(&db, &[cmd]);
         let status = migrate(&db, &["status"]);
-        assert_eq!(status.matches("Applied").count(), 4, "{cmd}: {status}");
+        assert_eq!(status.matches("Applied").count(), 5, "{cmd}: {status}");
     }
 
     migrate(&db, &["reset"]);
     let status = migrate(&db, &["status"]);
-    assert_eq!(status.matches("Pending").count(), 4, "{status}");
+    assert_eq!(status.matches("Pending").count(), 5, "{status}");
 }
 
 #[tokio::test]
@@ -78,7 +82,7 @@ async fn database_url_flag_wins_over_the_environment() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{flag}: {}", text(&out));
-        assert_eq!(text(&out).matches("Pending").count(), 4);
+        assert_eq!(text(&out).matches("Pending").count(), 5);
     }
     let out = bin()
         .args(["up", "-u", db.url()]) // global flag after the subcommand
@@ -86,7 +90,7 @@ async fn database_url_flag_wins_over_the_environment() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(applied(db.conn()).await.len(), 4);
+    assert_eq!(applied(db.conn()).await.len(), 5);
 }
 
 #[tokio::test]
@@ -119,14 +123,14 @@ async fn database_schema_flag_and_variable_select_the_schema() {
     assert!(verify.contains("OK: the database matches"), "{verify}");
     // The public schema has none of it.
     let public = fails(db.url(), &["verify"]);
-    assert!(public.contains("4 pending"), "{public}");
+    assert!(public.contains("5 pending"), "{public}");
 
     // DATABASE_SCHEMA, as sea-orm-cli passes -s on.
     let status = ok_with(db.url(), &["status"], &[("DATABASE_SCHEMA", "app")]);
-    assert_eq!(status.matches("Applied").count(), 4, "{status}");
+    assert_eq!(status.matches("Applied").count(), 5, "{status}");
     ok_with(
         db.url(),
-        &["down", "-n", "4"],
+        &["down", "-n", "5"],
         &[("DATABASE_SCHEMA", "app")],
     );
     assert_eq!(

@@ -59,6 +59,18 @@ async fn down_one_step_at_a_time_removes_exactly_each_migration() {
     let empty = schema_dump(db.url());
     Migrator::up(conn, None).await.unwrap();
 
+    // 007 down: the id-lowercasing trigger and its function only.
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..4]);
+    assert_eq!(
+        functions(conn).await,
+        [
+            "delete_chunks_of_deleted_resumes",
+            "delete_chunks_of_deleted_users",
+            "set_updated_at"
+        ]
+    );
+
     // 004 down: the orphan-chunk triggers and their functions only.
     Migrator::down(conn, Some(1)).await.unwrap();
     assert_eq!(applied(conn).await, ALL[..3]);

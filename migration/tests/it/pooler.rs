@@ -118,7 +118,8 @@ async fn eight_up_locked_through_the_transaction_pooler_migrate_once() {
 async fn lock_timeout_holds_inside_migrations_through_the_pooler() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    ok(db.url(), &["down", "-n", "3"]); // back to m001: m002 alters resumes next
+    let all_but_m001 = (ALL.len() - 1).to_string();
+    ok(db.url(), &["down", "-n", &all_but_m001]); // back to m001: m002 alters resumes next
     let blocker = conn.begin().await.unwrap();
     let blocker_pid = strings(&blocker, "SELECT pg_backend_pid()::text").await[0].clone();
     blocker
@@ -228,7 +229,7 @@ async fn pgbouncer_with_its_default_startup_parameters_accepts_the_binary() {
 
     // The binary sends no startup parameter besides application_name.
     let status = ok(url.as_str(), &["status"]);
-    assert_eq!(status.matches("Applied").count(), 4, "{status}");
+    assert_eq!(status.matches("Applied").count(), ALL.len(), "{status}");
     let with_options = format!("{}?options=-c%20search_path%3Dpublic", url.as_str());
     ok(&with_options, &["verify"]);
 

@@ -169,10 +169,10 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
     let report = ok(db.url(), &["verify"]);
     for line in [
         "pgvector 0.",
-        "migrations: 4 applied, 0 pending, 0 unknown",
+        "migrations: 5 applied, 0 pending, 0 unknown",
         "tables: 4/4 as expected",
         "indexes: 11/11 as expected",
-        "triggers: 5/5 as expected",
+        "triggers: 6/6 as expected",
         "Table sizes:",
         "public.resume_chunks",
         "public.user_profiles",
@@ -187,7 +187,7 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
     assert_eq!(json["ok"], true);
     assert_eq!(json["problems"], 0);
     assert!(json["pgvector"]["installed_version"].is_string());
-    assert_eq!(json["migrations"]["applied"].as_array().unwrap().len(), 4);
+    assert_eq!(json["migrations"]["applied"].as_array().unwrap().len(), 5);
     let sizes = json["table_sizes"].as_array().unwrap();
     assert_eq!(
         sizes.len(),
@@ -209,8 +209,8 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
 async fn verify_reports_every_difference_and_fails() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    // m004 rolled back: its triggers and functions are pending.
-    ok(db.url(), &["down"]);
+    // m007 and m004 rolled back: their triggers and functions are pending.
+    ok(db.url(), &["down", "-n", "2"]);
     for sql in [
         "DROP INDEX idx_resume_chunks_embedding",
         "DROP INDEX idx_resume_chunks_user_id",
@@ -255,7 +255,7 @@ async fn verify_reports_every_difference_and_fails() {
         .map(|c| format!("{} {} {}", c["status"], c["kind"], c["name"]))
         .collect();
     assert_eq!(
-        problems.len() + 2, // plus one pending and one unknown migration
+        problems.len() + 3, // plus two pending and one unknown migration
         json["problems"].as_u64().unwrap() as usize,
         "{problems:?}"
     );
@@ -276,7 +276,7 @@ async fn verify_says_when_pgvector_is_missing() {
         "{report}"
     );
     assert!(
-        report.contains("migrations: 0 applied, 4 pending"),
+        report.contains("migrations: 0 applied, 5 pending"),
         "{report}"
     );
     assert!(report.contains("missing table resume_chunks"), "{report}");
@@ -301,7 +301,7 @@ async fn dry_run_on_an_empty_database_reports_everything_and_changes_nothing() {
 
     let report = ok(db.url(), &["up", "--dry-run"]);
     for line in [
-        "Dry run: 4 migration(s) would be applied:",
+        "Dry run: 5 migration(s) would be applied:",
         "  m001_user_profiles",
         "  m004_delete_orphan_chunks",
         "+ extension vector",
@@ -351,7 +351,7 @@ async fn dry_run_on_an_empty_database_reports_everything_and_changes_nothing() {
 async fn dry_run_of_part_of_the_migrations_leaves_bookkeeping_and_data_alone() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    ok(db.url(), &["down", "-n", "2"]);
+    ok(db.url(), &["down", "-n", "3"]);
     conn.execute_unprepared("INSERT INTO user_profiles (firebase_uid) VALUES ('uid-1')")
         .await
         .unwrap();
@@ -417,7 +417,7 @@ async fn dry_run_of_part_of_the_migrations_leaves_bookkeeping_and_data_alone() {
 async fn a_blocked_migration_gives_up_after_lock_timeout_and_says_what_to_do() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    ok(db.url(), &["down", "-n", "3"]); // back to m001: m002 alters resumes next
+    ok(db.url(), &["down", "-n", "4"]); // back to m001: m002 alters resumes next
 
     // A long transaction elsewhere holds a lock on resumes (a plain SELECT's
     // lock is enough to block ALTER TABLE).
@@ -462,6 +462,8 @@ async fn a_blocked_migration_gives_up_after_lock_timeout_and_says_what_to_do() {
 async fn lock_timeout_also_applies_to_library_migrations() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
+    // m007 first (it locks resume_chunks only); m004's down is the one blocked.
+    Migrator::down(conn, Some(1)).await.unwrap();
     let blocker = conn.begin().await.unwrap();
     blocker
         .execute_unprepared("LOCK TABLE user_profiles IN ACCESS SHARE MODE")
@@ -486,7 +488,7 @@ async fn lock_timeout_also_applies_to_library_migrations() {
         ),
         "{err}"
     );
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, ALL[..4]);
 }
 
 #[test]
@@ -519,9 +521,9 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     .unwrap();
     let before = schema_dump(db.url());
 
-    // m004's down destroys nothing; m003's would drop the chunk. Asked for
-    // both at once, nothing at all happens.
-    let err = fails(db.url(), &["down", "-n", "2"]);
+    // m007's and m004's downs destroy nothing; m003's would drop the chunk.
+    // Asked for all three at once, nothing at all happens.
+    let err = fails(db.url(), &["down", "-n", "3"]);
     for part in [
         "refusing to roll back m003_create_vector_store",
         "1 row(s) of resume_chunks",
@@ -535,7 +537,7 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     assert_eq!(applied(conn).await, ALL);
     assert_eq!(schema_dump(db.url()), before);
 
-    ok(db.url(), &["down", "-n", "2", "--force"]);
+    ok(db.url(), &["down", "-n", "3", "--force"]);
     assert_eq!(applied(conn).await, ALL[..2]);
 
     // m002 with a PDF stored.
@@ -612,7 +614,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
     conn.execute_unprepared("INSERT INTO resume_chunks (text) VALUES ('x')")
         .await
         .unwrap();
-    let err = Migrator::down(conn, Some(2)).await.unwrap_err().to_string();
+    let err = Migrator::down(conn, Some(3)).await.unwrap_err().to_string();
     assert!(
         err.contains("refusing to roll back m003_create_vector_store"),
         "{err}"
@@ -621,7 +623,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
 
     // The check inside m003's own down (which also runs when the pre-check
     // is bypassed, as sea-orm's own executor would) refuses as well.
-    Migrator::down(conn, Some(1)).await.unwrap(); // m004: no data at risk
+    Migrator::down(conn, Some(2)).await.unwrap(); // m007, m004: no data at risk
     let txn = conn.begin().await.unwrap();
     let err =
         migration::safety::prepare_down(&SchemaManager::new(&txn), "m003_create_vector_store")

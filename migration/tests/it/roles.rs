@@ -98,8 +98,9 @@ async fn the_owner_migrates_and_the_application_role_works_without_ddl() {
         &["up"],
         &[("MIGRATION_DATABASE_URL", owner_url.as_str())],
     );
+    let last = ALL[ALL.len() - 1];
     assert!(
-        up.contains("Migration 'm004_delete_orphan_chunks' has been applied"),
+        up.contains(&format!("Migration '{last}' has been applied")),
         "{up}"
     );
     assert_eq!(applied(db.conn()).await, ALL);
@@ -116,7 +117,11 @@ async fn the_owner_migrates_and_the_application_role_works_without_ddl() {
     // pooler), the start-up check, up_locked with nothing pending.
     for url in [app_url.clone(), through_tx_pooler(&app_url)] {
         let status = ok(url.as_str(), &["status"]);
-        assert_eq!(status.matches("Applied").count(), 4, "{url}: {status}");
+        assert_eq!(
+            status.matches("Applied").count(),
+            ALL.len(),
+            "{url}: {status}"
+        );
         let report = ok(url.as_str(), &["verify"]);
         assert!(
             report.contains("OK: the database matches"),
@@ -176,11 +181,7 @@ async fn the_owner_migrates_and_the_application_role_works_without_ddl() {
         .await
         .unwrap_err()
         .to_string();
-    for part in [
-        "m004_delete_orphan_chunks",
-        "migration up",
-        "MIGRATION_DATABASE_URL",
-    ] {
+    for part in [ALL[ALL.len() - 1], "migration up", "MIGRATION_DATABASE_URL"] {
         assert!(err.contains(part), "{part:?} missing from: {err}");
     }
     let err = lock::up_locked(&conn, None).await.unwrap_err().to_string();
@@ -191,7 +192,7 @@ async fn the_owner_migrates_and_the_application_role_works_without_ddl() {
     ] {
         assert!(err.contains(&part), "{part:?} missing from: {err}");
     }
-    assert_eq!(applied(db.conn()).await, ALL[..3]);
+    assert_eq!(applied(db.conn()).await, ALL[..ALL.len() - 1]);
     ok(owner_url.as_str(), &["up"]);
     migration::ensure_schema_current(&conn).await.unwrap();
     conn.close().await.unwrap();

@@ -79,7 +79,7 @@ async fn binary_end_to_end(route: impl Fn(&DbUrl) -> DbUrl) {
         assert!(!report.contains("warning"), "{schema}: {report}");
     }
     let status = ok(url.as_str(), &["-s", "app", "status"]);
-    assert_eq!(status.matches("Applied").count(), 4, "{status}");
+    assert_eq!(status.matches("Applied").count(), ALL.len(), "{status}");
     // Down and up again in the same schema.
     ok(url.as_str(), &["-s", "app", "down", "-n", "2"]);
     ok(url.as_str(), &["-s", "app", "up"]);
@@ -109,7 +109,7 @@ async fn a_search_path_in_the_url_is_honoured_and_s_wins_over_it() {
         // -s wins over the URL's search_path.
         let elsewhere = format!("{}?options=-c%20search_path%3Dnowhere", url.as_str());
         let status = ok(&elsewhere, &["-s", "app", "status"]);
-        assert_eq!(status.matches("Applied").count(), 4, "{status}");
+        assert_eq!(status.matches("Applied").count(), ALL.len(), "{status}");
         ok(&in_app, &["reset"]);
     }
 }
