@@ -4,6 +4,23 @@
 //! `metadata`, `embedding`) because other services share it. Every chunk
 //! written here carries `user_id` and `resume_id` in `metadata` as strings,
 //! the way those services read it, plus any extra keys the caller supplies.
+//!
+//! Rules shared with the other writers of the table:
+//! - **Ids in metadata compare case-insensitively.** `user_id` and
+//!   `resume_id` strings in the form of a UUID are stored in lower case
+//!   whoever writes them (migration 007's trigger lowercases them on insert
+//!   and update, and lowercased the rows already there), so searches,
+//!   [`resume_chunks`], chunk replacement and the deletion of a resume or a
+//!   profile all find a chunk another service wrote with `"3F2A…"`. Other
+//!   strings (a Firebase uid written by the legacy app) are left as written.
+//! - **Metadata filters follow LangChain**: a scalar filter value matches by
+//!   its text form (`metadata->>key = '3'`), so `page: 3` finds both `3`
+//!   and `"3"`; see [`SearchQuery::metadata_filter`].
+//! - **Rows other services wrote never break a read**: chunks without an
+//!   embedding (or with one pgvector cannot compare) are skipped by
+//!   searches, and metadata nested deeper than [`METADATA_READ_DEPTH`] is
+//!   returned with the too-deep values as JSON text (see
+//!   [`METADATA_READ_DEPTH`]).
 
 use entity::resume_chunks::{METADATA_RESUME_ID, METADATA_USER_ID};
 use sea_orm::sqlx;
@@ -15,19 +32,53 @@ use uuid::Uuid;
 use crate::embedding::Embedding;
 use crate::error::{Error, Result};
 use crate::store::{Op, Store};
+use crate::validate::{Chars, JsonProblem, TextRule, check_json, invalid, json_text_depth};
 
 /// Largest `k` a search accepts.
 pub const MAX_TOP_K: u32 = 1000;
+/// Longest chunk text, in bytes (32 KiB; chunks for embedding are usually
+/// 1–4 KiB).
+pub const MAX_CHUNK_TEXT_BYTES: usize = 32 * 1024;
+/// Deepest nesting of arrays and objects in a chunk's metadata, the
+/// metadata object itself included (`{"a": [1]}` is 2 deep). Also the
+/// bound of a search's [`SearchQuery::metadata_filter`].
+pub const MAX_METADATA_DEPTH: usize = 32;
+/// Largest extra metadata of one chunk, serialized as JSON, in bytes (64 KiB).
+/// Also the bound of a search's [`SearchQuery::metadata_filter`].
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Most keys in a search's [`SearchQuery::metadata_filter`].
+pub const MAX_FILTER_KEYS: usize = 32;
+/// Deepest metadata the read functions return as JSON values. Other
+/// services may have written metadata nested deeper (PostgreSQL accepts
+/// thousands of levels; serde_json, and so most consumers, stop at 128).
+/// Such a chunk is still returned: each top-level metadata value nested
+/// deeper than this (counting the metadata object) comes back as a JSON
+/// string holding its JSON text, unchanged and parseable with a parser
+/// without a depth limit; the other keys (`user_id`, `resume_id`, ...) come
+/// back as usual. 64 leaves room for callers' own envelopes under serde_json's
+/// limit.
+pub const METADATA_READ_DEPTH: usize = 64;
+
+const CHUNK_TEXT: TextRule = TextRule {
+    field: "text",
+    max_chars: MAX_CHUNK_TEXT_BYTES,
+    max_bytes: MAX_CHUNK_TEXT_BYTES,
+    chars: Chars::Any,
+    blank_ok: false,
+    padding_ok: true,
+};
 
 /// A chunk to store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewChunk {
-    /// The chunk's text (non-empty).
+    /// The chunk's text: not blank, at most [`MAX_CHUNK_TEXT_BYTES`], no NUL.
     pub text: String,
     /// Its validated embedding.
     pub embedding: Embedding,
     /// Extra metadata keys (`page`, `section`, ...). `user_id` and
-    /// `resume_id` are set by the library and may not appear here.
+    /// `resume_id` are set by the library and may not appear here. At most
+    /// [`MAX_METADATA_DEPTH`] deep and [`MAX_METADATA_BYTES`] as JSON; no
+    /// NUL in keys or strings (`jsonb` cannot store `\u0000`).
     pub extra_metadata: Map<String, Json>,
 }
 
@@ -73,8 +124,16 @@ pub struct SearchQuery {
     pub k: u32,
     /// Which chunks to consider.
     pub scope: SearchScope,
-    /// Only chunks whose metadata has these keys with these values
-    /// (JSON containment, `metadata @> filter`: equality for scalars).
+    /// Only chunks whose metadata has these keys with these values, all of
+    /// them. LangChain's rule, since both write the same table: a scalar
+    /// value matches by its text form, `metadata->>key = text` (a string as
+    /// is, a number as JSON prints it, `true`/`false`), so `3` matches the
+    /// stored number `3` and the string `"3"` (but not `3.0`); `null`, arrays
+    /// and objects match by JSON containment (`metadata @> {key: value}`:
+    /// `null` only where the key is present with `null`; an array matches
+    /// an array holding those elements). Keys and values are bound as
+    /// parameters. At most [`MAX_FILTER_KEYS`] keys, [`MAX_METADATA_DEPTH`]
+    /// deep, [`MAX_METADATA_BYTES`] as JSON, no NUL.
     pub metadata_filter: Map<String, Json>,
 }
 
@@ -89,7 +148,8 @@ impl SearchQuery {
         }
     }
 
-    /// Adds an equality filter on a metadata key.
+    /// Adds an equality filter on a metadata key (see
+    /// [`SearchQuery::metadata_filter`]).
     pub fn filter(mut self, key: impl Into<String>, value: impl Into<Json>) -> Self {
         self.metadata_filter.insert(key.into(), value.into());
         self
@@ -121,10 +181,16 @@ pub struct ResumeChunks<'a> {
 }
 
 /// Replaces all chunks of a resume with `chunks`, atomically: in one
-/// transaction the resume row is locked (concurrent replacements of the same
-/// resume queue up), its old chunks are deleted and the new ones are loaded
-/// with a binary `COPY` (one round trip for the whole batch, whatever its
-/// size). Readers see either the old or the new set, never a mix.
+/// transaction its old chunks are deleted and the new ones are loaded with a
+/// binary `COPY` (one round trip for the whole batch, whatever its size).
+/// Readers see either the old or the new set, never a mix.
+///
+/// Locking: concurrent replacements of the same resume take turns (a
+/// transaction-level advisory lock per resume). The resume row itself is only
+/// key-share locked: it cannot be deleted while the replace runs (the delete
+/// waits, then removes the new chunks too), but its other columns stay
+/// editable ([`crate::resumes::update_resume_content`] does not wait for a
+/// long replace).
 ///
 /// Takes the pool rather than any connection because `COPY` needs a raw
 /// connection; it runs its own transaction. For many resumes at once (first
@@ -133,8 +199,12 @@ pub struct ResumeChunks<'a> {
 /// Returns the new chunk ids, in input order.
 ///
 /// # Errors
-/// [`Error::Validation`] for an empty text or a reserved metadata key
-/// (nothing is written), [`Error::NotFound`] when the user has no such resume.
+/// [`Error::Validation`] for a chunk breaking the rules of [`NewChunk`]
+/// (blank, over-long or NUL text; a reserved, too-deep, too-large or NUL
+/// metadata key), naming the chunk and the key, before anything is sent
+/// (nothing is written); [`Error::NotFound`] when the user has no such
+/// resume; [`Error::Unavailable`] when the connection fails, also in the
+/// middle of the `COPY`.
 ///
 /// ```no_run
 /// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid,
@@ -172,7 +242,7 @@ pub async fn replace_resume_chunks<S: Store + ?Sized>(
 /// Returns the new chunk ids per resume, in input order.
 ///
 /// # Errors
-/// [`Error::Validation`] for an empty text, a reserved metadata key or a
+/// [`Error::Validation`] for a chunk breaking the rules of [`NewChunk`] or a
 /// resume listed twice (nothing is written); [`Error::NotFound`] when a
 /// resume does not exist or belongs to another user (nothing is written).
 ///
@@ -201,7 +271,7 @@ pub async fn replace_chunks_bulk<S: Store + ?Sized>(
                 reason: format!("resume {} is listed twice", set.resume_id),
             });
         }
-        validate_chunks(set.chunks)?;
+        validate_chunks(set)?;
     }
     let ids: Vec<Vec<Uuid>> = sets
         .iter()
@@ -220,7 +290,7 @@ pub async fn replace_chunks_bulk<S: Store + ?Sized>(
     })?;
     let settings = route.settings().for_op(Op::Transaction);
     route
-        .bounded(async {
+        .bounded_bulk(async {
             let mut tx =
                 pool.get_postgres_connection_pool()
                     .begin()
@@ -338,7 +408,9 @@ async fn apply_settings_sqlx(
 /// Size of the pieces a `COPY` is sent in.
 const COPY_SEND_BYTES: usize = 1 << 20;
 
-/// The resume's chunks, as stored, in no particular order.
+/// The resume's chunks, as stored, in no particular order. Metadata nested
+/// deeper than [`METADATA_READ_DEPTH`] (written by another service) comes
+/// back as described there instead of failing the call.
 ///
 /// # Errors
 /// Database failures only.
@@ -354,17 +426,30 @@ pub async fn resume_chunks<S: Store + ?Sized>(
     user_id: Uuid,
     resume_id: Uuid,
 ) -> Result<Vec<entity::resume_chunks::Model>> {
-    use entity::resume_chunks::Entity;
-    use sea_orm::{EntityTrait, QueryFilter, sea_query::Expr};
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id, text, metadata::text AS metadata, embedding FROM resume_chunks \
+         WHERE metadata->>'user_id' = $1 AND metadata->>'resume_id' = $2",
+        [user_id.to_string().into(), resume_id.to_string().into()],
+    );
     db.route()
-        .read(Op::Plain, |c| async move {
-            Ok(Entity::find()
-                .filter(Expr::cust_with_values(
-                    "metadata->>'user_id' = $1 AND metadata->>'resume_id' = $2",
-                    [user_id.to_string(), resume_id.to_string()],
-                ))
-                .all(&c)
-                .await?)
+        .read(Op::Plain, |c| {
+            let statement = statement.clone();
+            async move {
+                c.query_all_raw(statement)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        let id: Uuid = r.try_get("", "id")?;
+                        Ok(entity::resume_chunks::Model {
+                            id,
+                            text: r.try_get("", "text")?,
+                            metadata: decode_metadata(r.try_get("", "metadata")?, id),
+                            embedding: r.try_get("", "embedding")?,
+                        })
+                    })
+                    .collect()
+            }
         })
         .await
 }
@@ -375,10 +460,18 @@ pub async fn resume_chunks<S: Store + ?Sized>(
 /// every chunk of the scope and return the exact top `k`, however large the
 /// table is. [`SearchScope::All`] uses the HNSW index (approximate; tune
 /// recall with `hnsw.ef_search`, see [`crate::DbConfig::hnsw_ef_search`]).
-/// All values, metadata keys included, are bound as parameters.
+/// All values, metadata keys included, are bound as parameters; filters
+/// follow [`SearchQuery::metadata_filter`]'s rule.
+///
+/// Chunks another service wrote without an embedding, or with one whose
+/// norm pgvector cannot compute (a zero vector, or values so small or large
+/// that the single-precision sum of squares is 0 or infinite; see
+/// [`Embedding`]), are skipped: their cosine with anything comes out 1.0 or
+/// undefined, so they would otherwise rank first. Metadata is decoded as in [`resume_chunks`].
 ///
 /// # Errors
-/// [`Error::Validation`] for `k` out of range.
+/// [`Error::Validation`] for `k` out of range or a filter breaking the
+/// bounds of [`SearchQuery::metadata_filter`].
 ///
 /// ```no_run
 /// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, query: Vec<f32>) -> mockinterview_db::Result<()> {
@@ -404,8 +497,26 @@ pub async fn search_chunks<S: Store + ?Sized>(
             ),
         });
     }
+    if query.metadata_filter.len() > MAX_FILTER_KEYS {
+        return Err(invalid(
+            "metadata_filter",
+            format!(
+                "{} keys; at most {MAX_FILTER_KEYS}",
+                query.metadata_filter.len()
+            ),
+        ));
+    }
+    check_metadata_map(&query.metadata_filter).map_err(|why| invalid("metadata_filter", why))?;
     let mut values: Vec<Value> = vec![query.embedding.to_vector().into()];
-    let mut conditions: Vec<String> = Vec::new();
+    // Rows another service wrote without an embedding, or with one whose
+    // norm pgvector cannot compute (the sum of squares in single precision,
+    // which `<#>` with itself computes, is 0 or infinite: such a vector's
+    // cosine with anything comes out 1.0 or NaN), cannot be ranked.
+    let mut conditions: Vec<String> = vec![
+        "embedding IS NOT NULL".to_owned(),
+        "(embedding <#> embedding) < 0".to_owned(),
+        "(embedding <#> embedding) > '-Infinity'::float8".to_owned(),
+    ];
     let bind = |v: Value, values: &mut Vec<Value>| {
         values.push(v);
         format!("${}", values.len())
@@ -423,33 +534,47 @@ pub async fn search_chunks<S: Store + ?Sized>(
         }
         SearchScope::All => {}
     }
-    if !query.metadata_filter.is_empty() {
-        let p = bind(
-            Json::Object(query.metadata_filter.clone()).into(),
-            &mut values,
-        );
-        conditions.push(format!("metadata @> {p}::jsonb"));
+    for (key, value) in &query.metadata_filter {
+        let k = bind(key.clone().into(), &mut values);
+        let text = match value {
+            Json::String(s) => Some(s.clone()),
+            Json::Number(n) => Some(n.to_string()),
+            Json::Bool(b) => Some(b.to_string()),
+            Json::Null | Json::Array(_) | Json::Object(_) => None,
+        };
+        match text {
+            Some(text) => {
+                let v = bind(text.into(), &mut values);
+                conditions.push(format!("metadata->>({k}::text) = {v}::text"));
+            }
+            None => {
+                let v = bind(value.clone().into(), &mut values);
+                conditions.push(format!(
+                    "metadata @> jsonb_build_object({k}::text, {v}::jsonb)"
+                ));
+            }
+        }
     }
     let k = bind(i64::from(query.k).into(), &mut values);
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let filter = format!("WHERE {}", conditions.join(" AND "));
     let sql = match query.scope {
         // Materializing the scope keeps the planner from answering with the
         // HNSW index and filtering afterwards, which can miss results: scoped
         // searches are exact (the scope is a few dozen rows via the B-tree
         // expression indexes).
+        // A NaN distance (a zero-norm vector another service wrote) cannot
+        // be ranked: PostgreSQL's NaN equals itself, so `<> 'NaN'` drops it.
         SearchScope::User(_) | SearchScope::Resume { .. } => format!(
             "WITH scoped AS MATERIALIZED ( \
                SELECT id, text, metadata, embedding <=> $1 AS distance \
                FROM resume_chunks {filter}) \
-             SELECT id, text, metadata, 1 - distance AS score FROM scoped \
-             ORDER BY distance LIMIT {k}"
+             SELECT id, text, metadata::text AS metadata, 1 - distance AS score FROM scoped \
+             WHERE distance <> 'NaN'::float8 ORDER BY distance LIMIT {k}"
         ),
+        // The HNSW index holds no NULL or zero-norm vectors; a plan without
+        // it may meet them, and NaN scores are dropped below.
         SearchScope::All => format!(
-            "SELECT id, text, metadata, 1 - (embedding <=> $1) AS score \
+            "SELECT id, text, metadata::text AS metadata, 1 - (embedding <=> $1) AS score \
              FROM resume_chunks {filter} ORDER BY embedding <=> $1 LIMIT {k}"
         ),
     };
@@ -462,44 +587,123 @@ pub async fn search_chunks<S: Store + ?Sized>(
         .read(op, |c| {
             let statement = statement.clone();
             async move {
-                c.query_all_raw(statement)
-                    .await?
-                    .iter()
-                    .map(|r| {
-                        Ok(ChunkMatch {
-                            id: r.try_get("", "id")?,
-                            text: r.try_get("", "text")?,
-                            metadata: r.try_get("", "metadata")?,
-                            score: r.try_get("", "score")?,
-                        })
-                    })
-                    .collect()
+                let mut out = Vec::new();
+                for r in c.query_all_raw(statement).await? {
+                    let id: Uuid = r.try_get("", "id")?;
+                    let score: f64 = r.try_get("", "score")?;
+                    if score.is_nan() {
+                        continue;
+                    }
+                    out.push(ChunkMatch {
+                        id,
+                        text: r.try_get("", "text")?,
+                        metadata: decode_metadata(r.try_get("", "metadata")?, id),
+                        score,
+                    });
+                }
+                Ok(out)
             }
         })
         .await
 }
 
-/// Checks what the database would not: non-empty text, no reserved keys.
-fn validate_chunks(chunks: &[NewChunk]) -> Result<()> {
-    for (i, chunk) in chunks.iter().enumerate() {
-        if chunk.text.trim().is_empty() {
-            return Err(Error::Validation {
-                field: "text",
-                reason: format!("chunk {i} has no text"),
-            });
-        }
+/// Checks every chunk of `set` before anything is sent: text (not blank,
+/// bounded, no NUL) and metadata (no reserved key, bounded depth and size,
+/// no NUL), naming the resume, the chunk and the key.
+fn validate_chunks(set: &ResumeChunks<'_>) -> Result<()> {
+    for (i, chunk) in set.chunks.iter().enumerate() {
+        let at = || format!("chunk {i} of resume {}", set.resume_id);
+        CHUNK_TEXT.check(&chunk.text).map_err(|e| match e {
+            Error::Validation { field, reason } => invalid(field, format!("{}: {reason}", at())),
+            other => other,
+        })?;
         for key in [METADATA_USER_ID, METADATA_RESUME_ID] {
             if chunk.extra_metadata.contains_key(key) {
-                return Err(Error::Validation {
-                    field: "metadata",
-                    reason: format!(
-                        "chunk {i}: `{key}` is set by the library from the resume; remove it"
+                return Err(invalid(
+                    "metadata",
+                    format!(
+                        "{}: `{key}` is set by the library from the resume; remove it",
+                        at()
                     ),
-                });
+                ));
+            }
+        }
+        check_metadata_map(&chunk.extra_metadata)
+            .map_err(|why| invalid("metadata", format!("{}: {why}", at())))?;
+    }
+    Ok(())
+}
+
+/// Depth, NUL and size of a metadata map (chunk metadata or a filter).
+fn check_metadata_map(map: &Map<String, Json>) -> std::result::Result<(), String> {
+    use crate::validate::printable_key;
+    for (key, value) in map {
+        if key.contains('\0') {
+            return Err(format!(
+                "key `{}` contains NUL, which jsonb cannot store",
+                printable_key(key)
+            ));
+        }
+        match check_json(value, 1, MAX_METADATA_DEPTH) {
+            None => {}
+            Some(JsonProblem::TooDeep { path }) => {
+                return Err(format!(
+                    "`{}{path}` is nested more than {MAX_METADATA_DEPTH} levels deep (the \
+                     metadata object counts as one); flatten it",
+                    printable_key(key)
+                ));
+            }
+            Some(JsonProblem::Nul { path }) => {
+                return Err(format!(
+                    "`{}{path}` contains NUL, which jsonb cannot store",
+                    printable_key(key)
+                ));
             }
         }
     }
+    // Bounded depth: serializing cannot exhaust the stack.
+    let size = serde_json::to_vec(map).map_or(usize::MAX, |v| v.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(format!(
+            "{size} bytes as JSON, over the {MAX_METADATA_BYTES}-byte limit; keep large data \
+             elsewhere and reference it"
+        ));
+    }
     Ok(())
+}
+
+/// Decodes metadata read as text (`metadata::text`) without ever failing:
+/// see [`METADATA_READ_DEPTH`].
+fn decode_metadata(raw: Option<String>, chunk: Uuid) -> Option<Json> {
+    let raw = raw?;
+    if json_text_depth(&raw) <= METADATA_READ_DEPTH
+        && let Ok(value) = serde_json::from_str(&raw)
+    {
+        return Some(value);
+    }
+    tracing::warn!(
+        %chunk,
+        "chunk metadata nested deeper than {METADATA_READ_DEPTH} levels: too-deep values are \
+         returned as JSON text"
+    );
+    // Skipping a value (RawValue) does not recurse, whatever its depth.
+    let top: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        match serde_json::from_str(&raw) {
+            Ok(top) => top,
+            Err(_) => return Some(Json::String(raw)),
+        };
+    let map = top
+        .into_iter()
+        .map(|(key, value)| {
+            let text = value.get();
+            let decoded = (json_text_depth(text) < METADATA_READ_DEPTH)
+                .then(|| serde_json::from_str(text).ok())
+                .flatten()
+                .unwrap_or_else(|| Json::String(text.to_owned()));
+            (key, decoded)
+        })
+        .collect();
+    Some(Json::Object(map))
 }
 
 /// The header of PostgreSQL's binary `COPY` format.

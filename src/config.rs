@@ -50,6 +50,13 @@ pub struct DbConfig {
     /// [`Error::Unavailable`] instead of waiting forever. Default
     /// [`DEFAULT_CALL_TIMEOUT`].
     pub call_timeout: Option<Duration>,
+    /// The same bound for the chunk-replacing calls
+    /// ([`crate::chunks::replace_resume_chunks`],
+    /// [`crate::chunks::replace_chunks_bulk`]), whose work grows with the
+    /// number of chunks (each costs an HNSW insertion, ~1–10 ms). Default
+    /// [`DEFAULT_BULK_CALL_TIMEOUT`]; TCP keepalive still notices a dead
+    /// connection sooner.
+    pub bulk_call_timeout: Option<Duration>,
     /// `application_name` shown in `pg_stat_activity`.
     pub application_name: String,
     /// Log every statement through `tracing` (noisy; off by default).
@@ -94,6 +101,8 @@ pub struct DbConfig {
 pub const DEFAULT_HNSW_EF_SEARCH: u32 = 100;
 /// The [`DbConfig::call_timeout`] that [`DbConfig::new`] sets.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The [`DbConfig::bulk_call_timeout`] that [`DbConfig::new`] sets.
+pub const DEFAULT_BULK_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// Environment variable naming the schema of the tables.
 pub const SCHEMA_ENV: &str = "DATABASE_SCHEMA";
 /// Environment variable listing replica URLs, comma-separated.
@@ -102,7 +111,7 @@ pub const REPLICA_URLS_ENV: &str = "DATABASE_REPLICA_URLS";
 impl DbConfig {
     /// Settings with sensible limits for `url`: up to 10 connections, 5 s
     /// connect and acquire timeouts, 10 min idle timeout, 30 min lifetime,
-    /// 30 s call timeout, `ef_search` 100, no replicas (when some are added:
+    /// 30 s call timeout (10 min for chunk replacement), `ef_search` 100, no replicas (when some are added:
     /// 2 s maximum lag, 50 ms read-your-writes wait, checks every 100 ms,
     /// retry after 5 s, 1 s acquire timeout).
     pub fn new(url: impl Into<String>) -> Self {
@@ -116,6 +125,7 @@ impl DbConfig {
             max_lifetime: Duration::from_secs(1800),
             statement_timeout: None,
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
+            bulk_call_timeout: Some(DEFAULT_BULK_CALL_TIMEOUT),
             application_name: "mockinterview-db".into(),
             log_statements: false,
             schema: None,
@@ -199,7 +209,18 @@ impl DbConfig {
         // instead of the pool's retries ending in "timed out".
         diagnose::connect_one(&url, &options, self.connect_timeout)
             .await
-            .map_err(|f| unavailable(&f))?
+            .map_err(|f| {
+                let mut e = unavailable(&f);
+                if f.kind() == &FailureKind::Timeout
+                    && let Error::Unavailable { reason, .. } = &mut e
+                {
+                    reason.push_str(&format!(
+                        " The limit is DbConfig::connect_timeout ({:?}).",
+                        self.connect_timeout
+                    ));
+                }
+                e
+            })?
             .close()
             .await
             .ok();
@@ -239,6 +260,7 @@ impl DbConfig {
                 .as_deref()
                 .is_none_or(|v| version_at_least(v, (0, 8))),
             call_timeout: self.call_timeout,
+            bulk_call_timeout: self.bulk_call_timeout,
             extra,
         };
 

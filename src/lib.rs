@@ -51,6 +51,7 @@ pub mod profiles;
 mod replica;
 pub mod resumes;
 mod store;
+mod validate;
 /// Test fixtures (feature `testing`): an isolated, migrated database per
 /// test. See the `test-db` crate.
 #[cfg(feature = "testing")]

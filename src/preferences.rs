@@ -16,8 +16,12 @@ pub const MIN_DURATION_MINUTES: u16 = 1;
 pub const MAX_DURATION_MINUTES: u16 = 240;
 /// Most languages a user can list.
 pub const MAX_LANGUAGES: usize = 20;
-/// Longest language name, in characters.
+/// Longest language name, in characters (one line: no control characters;
+/// trimmed; NUL and invisible-only names are refused).
 pub const MAX_LANGUAGE_CHARS: usize = 50;
+
+const LANGUAGE: crate::validate::TextRule =
+    crate::validate::TextRule::line("languages", MAX_LANGUAGE_CHARS);
 
 /// A user's effective preferences (stored values, or the defaults).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +71,8 @@ pub struct PreferencesUpdate {
     pub difficulty: Option<Difficulty>,
     /// New length in minutes (1 to 240).
     pub duration_minutes: Option<u16>,
-    /// New language list (replaces the old one; trimmed, duplicates removed).
+    /// New language list (replaces the old one; trimmed, duplicates removed;
+    /// each 1 to [`MAX_LANGUAGE_CHARS`] characters on one line).
     pub languages: Option<Vec<String>>,
     /// New theme.
     pub theme: Option<Theme>,
@@ -90,6 +95,7 @@ impl PreferencesUpdate {
             let mut out: Vec<String> = Vec::with_capacity(langs.len());
             for lang in langs {
                 let lang = lang.trim();
+                LANGUAGE.check(lang)?;
                 if lang.is_empty() || lang.chars().count() > MAX_LANGUAGE_CHARS {
                     return Err(Error::Validation {
                         field: "languages",

@@ -85,6 +85,8 @@ pub(crate) struct Settings {
     pub iterative_scan: bool,
     /// Client-side bound of every call.
     pub call_timeout: Option<std::time::Duration>,
+    /// Client-side bound of the chunk-replacing calls.
+    pub bulk_call_timeout: Option<std::time::Duration>,
     /// Other settings, from the URL's `options` (`-c name=value`).
     pub extra: Vec<(String, String)>,
 }
@@ -99,6 +101,7 @@ impl Settings {
             ef_search: Some(crate::config::DEFAULT_HNSW_EF_SEARCH),
             iterative_scan: true,
             call_timeout: Some(crate::config::DEFAULT_CALL_TIMEOUT),
+            bulk_call_timeout: Some(crate::config::DEFAULT_BULK_CALL_TIMEOUT),
             extra: Vec::new(),
         })
     }
@@ -288,13 +291,31 @@ impl<'a> Route<'a> {
     /// Bounds `fut` by the call timeout and gives connection-level failures
     /// this store's target.
     pub(crate) async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        let out = match self.settings().call_timeout {
+        let limit = self.settings().call_timeout;
+        self.bounded_by(limit, "DbConfig::call_timeout", fut).await
+    }
+
+    /// [`Route::bounded`] for the chunk-replacing calls, whose work grows
+    /// with the number of chunks: bounded by the bulk timeout instead.
+    pub(crate) async fn bounded_bulk<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let limit = self.settings().bulk_call_timeout;
+        self.bounded_by(limit, "DbConfig::bulk_call_timeout", fut)
+            .await
+    }
+
+    async fn bounded_by<T>(
+        &self,
+        limit: Option<std::time::Duration>,
+        setting: &str,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let out = match limit {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
                 Ok(out) => out,
                 Err(_) => Err(Error::Unavailable {
                     target: String::new(),
                     reason: format!(
-                        "no answer within {limit:?} (DbConfig::call_timeout): the server may be \
+                        "no answer within {limit:?} ({setting}): the server may be \
                          overloaded, frozen or unreachable; the call was abandoned"
                     ),
                     source: DbErr::Custom("call timeout elapsed".into()),

@@ -8,10 +8,13 @@
 mod chunks;
 mod config;
 mod entities;
+mod faults;
+mod hardening;
 mod legacy;
 mod pooler;
 mod preferences;
 mod profiles;
+mod properties;
 mod replicas;
 mod resumes;
 mod send;

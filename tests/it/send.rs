@@ -25,6 +25,7 @@ fn every_call_is_send<S: Store>(
     send(profiles::profile_by_uid(db, "uid"));
     send(profiles::profile_by_id(db, id));
     send(profiles::delete_profile(db, id));
+    send(profiles::clear_profile_fields(db, id, &[]));
     send(preferences::preferences(db, id));
     send(preferences::update_preferences(
         db,

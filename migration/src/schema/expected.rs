@@ -294,7 +294,8 @@ pub const CONSTRAINTS: &[ObjectSpec] = &[
 ];
 
 /// Every trigger: `updated_at` on the three m001 tables, m004's chunk
-/// clean-up on `resumes` and `user_profiles`.
+/// clean-up on `resumes` and `user_profiles`, m007's id normalization on
+/// `resume_chunks`.
 pub const TRIGGERS: &[ObjectSpec] = &[
     ObjectSpec {
         table: "user_profiles",
@@ -328,6 +329,16 @@ pub const TRIGGERS: &[ObjectSpec] = &[
                      user_profiles REFERENCING OLD TABLE AS deleted_users FOR EACH STATEMENT \
                      EXECUTE FUNCTION delete_chunks_of_deleted_users()",
     },
+    // m007: UUID strings in chunk metadata ids stored in lower case.
+    ObjectSpec {
+        table: "resume_chunks",
+        name: "trg_resume_chunks_lowercase_ids",
+        definition: "CREATE TRIGGER trg_resume_chunks_lowercase_ids BEFORE INSERT OR UPDATE \
+                     OF metadata ON resume_chunks FOR EACH ROW WHEN ((((new.metadata ->> \
+                     'user_id'::text) ~ '[A-F]'::text) OR ((new.metadata ->> \
+                     'resume_id'::text) ~ '[A-F]'::text))) EXECUTE FUNCTION \
+                     lowercase_chunk_metadata_ids()",
+    },
 ];
 
 /// Every function the migrations define (signatures).
@@ -335,6 +346,7 @@ pub const FUNCTIONS: &[&str] = &[
     "set_updated_at()",
     "delete_chunks_of_deleted_resumes()",
     "delete_chunks_of_deleted_users()",
+    "lowercase_chunk_metadata_ids()",
 ];
 
 /// The schema the migrations produce, as a [`Catalog`] (no schema name, no

@@ -9,12 +9,13 @@ pub use test_db::schema_dump;
 
 /// Every migration, in order. Spelled out (not read from `Migrator`), so a
 /// new migration has to be added here knowingly.
-pub const ALL: [&str; 5] = [
+pub const ALL: [&str; 6] = [
     "m001_user_profiles",
     "m002_add_pdf_storage",
     "m003_create_vector_store",
     "m004_delete_orphan_chunks",
     "m005_legacy_import",
+    "m007_lowercase_chunk_ids",
 ];
 
 /// The migration binary, with the environment variables that change its

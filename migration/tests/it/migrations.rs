@@ -60,6 +60,18 @@ async fn down_one_step_at_a_time_removes_exactly_each_migration() {
     let empty = schema_dump(db.url());
     Migrator::up(conn, None).await.unwrap();
 
+    // 007 down: the id-lowercasing trigger and its function only.
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..5]);
+    assert_eq!(
+        functions(conn).await,
+        [
+            "delete_chunks_of_deleted_resumes",
+            "delete_chunks_of_deleted_users",
+            "set_updated_at"
+        ]
+    );
+
     // 005 down: legacy_ids, resumes.is_primary and its constraint.
     Migrator::down(conn, Some(1)).await.unwrap();
     assert_eq!(applied(conn).await, ALL[..4]);

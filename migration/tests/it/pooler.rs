@@ -118,7 +118,8 @@ async fn eight_up_locked_through_the_transaction_pooler_migrate_once() {
 async fn lock_timeout_holds_inside_migrations_through_the_pooler() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    ok(db.url(), &["down", "-n", "4"]); // back to m001: m002 alters resumes next
+    let all_but_m001 = (ALL.len() - 1).to_string();
+    ok(db.url(), &["down", "-n", &all_but_m001]); // back to m001: m002 alters resumes next
     let blocker = conn.begin().await.unwrap();
     let blocker_pid = strings(&blocker, "SELECT pg_backend_pid()::text").await[0].clone();
     blocker

@@ -98,8 +98,9 @@ async fn the_owner_migrates_and_the_application_role_works_without_ddl() {
         &["up"],
         &[("MIGRATION_DATABASE_URL", owner_url.as_str())],
     );
+    let last = ALL[ALL.len() - 1];
     assert!(
-        up.contains("Migration 'm004_delete_orphan_chunks' has been applied"),
+        up.contains(&format!("Migration '{last}' has been applied")),
         "{up}"
     );
     assert_eq!(applied(db.conn()).await, ALL);
@@ -180,11 +181,7 @@ async fn the_owner_migrates_and_the_application_role_works_without_ddl() {
         .await
         .unwrap_err()
         .to_string();
-    for part in [
-        "m005_legacy_import",
-        "migration up",
-        "MIGRATION_DATABASE_URL",
-    ] {
+    for part in [ALL[ALL.len() - 1], "migration up", "MIGRATION_DATABASE_URL"] {
         assert!(err.contains(part), "{part:?} missing from: {err}");
     }
     let err = lock::up_locked(&conn, None).await.unwrap_err().to_string();
