@@ -164,7 +164,7 @@ async fn imported_users_work_with_the_library() {
         .await
         .unwrap();
     assert_eq!(everywhere[0].id, chunk.id);
-    // Bob's resume 17 lost its chunk without embedding; the rest search fine.
+    // Bob's resume 17 keeps its chunk without embedding; searches skip it.
     let bob_hits = search_chunks(db, &SearchQuery::new(query, 10, SearchScope::User(bob.id)))
         .await
         .unwrap();

@@ -523,6 +523,8 @@ struct Streamed {
     chunks_read: u64,
     chunks_imported: u64,
     pdf_rows: u64,
+    /// Imported chunks without an embedding (legacy ids).
+    without_embedding: Vec<Json>,
 }
 
 impl Streamed {
@@ -535,6 +537,7 @@ impl Streamed {
             chunks_read: 0,
             chunks_imported: 0,
             pdf_rows: 0,
+            without_embedding: Vec::new(),
         }
     }
 }
@@ -656,6 +659,9 @@ async fn stream_chunks(
             match state.rules.map(&chunk, nfc) {
                 Ok(mapped) => {
                     state.chunks_imported += 1;
+                    if chunk.dims.is_none() {
+                        state.without_embedding.push(legacy_id.clone());
+                    }
                     if let Some(c) = copy.as_mut() {
                         enc.row(4)
                             .uuid(&mapped.id)
@@ -718,6 +724,15 @@ async fn finish_report(
         if load.version != LegacyVersion::V0 {
             ledger.tables.entry(table.into()).or_default();
         }
+    }
+    for id in std::mem::take(&mut state.without_embedding) {
+        report.warnings.push(Warning {
+            table: Some("resume_chunks".into()),
+            legacy_id: Some(id),
+            message: "no embedding (NULL): imported as it is; searches skip it until it is \
+                      re-embedded (its text is kept)"
+                .into(),
+        });
     }
     // Profiles created for v0 chunks.
     for (uid, id, nfc) in state.rules.created_profiles() {

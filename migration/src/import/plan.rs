@@ -899,13 +899,9 @@ impl ChunkRules {
         nfc: Option<&str>,
     ) -> Result<ChunkTarget, String> {
         match chunk.dims {
-            None => {
-                return Err(
-                    "no embedding (NULL): it cannot be searched, and the library's \
-                            search cannot score it; re-embed its text"
-                        .into(),
-                );
-            }
+            // Imported as it is (the schema allows it; searches skip it),
+            // with a warning: re-embedding fills it in.
+            None => {}
             Some(d) if d != EMBEDDING_DIMENSIONS => {
                 return Err(format!(
                     "its embedding has {d} dimensions; this schema stores vector(768)"

@@ -157,18 +157,13 @@ const SERIAL_CHUNKS: &[(&str, usize)] = &[
         "metadata.user_id \"Zd4lW8mK2qPz6XvR1bNc5Hs9JtF3\" names no profile",
         2,
     ),
-    ("no embedding", 1),
 ];
 
 const EXPECTATIONS: &[Expectation] = &[
     Expectation {
         version: "v0",
         excluded: &[],
-        chunk_reasons: &[
-            ("no user", 6),
-            ("no embedding", 1),
-            ("its embedding has 1536 dimensions", 1),
-        ],
+        chunk_reasons: &[("no user", 6), ("its embedding has 1536 dimensions", 1)],
         created: 3,
     },
     Expectation {
@@ -183,7 +178,6 @@ const EXPECTATIONS: &[Expectation] = &[
             ),
             ("orphan: its resume 20 does not exist", 2),
             ("no user", 1),
-            ("no embedding", 1),
         ],
         created: 0,
     },
@@ -663,6 +657,24 @@ async fn v3_edge_cases_are_normalized_as_documented(
     let warnings = report["warnings"].to_string();
     assert!(warnings.contains("file_data is not a PDF"), "{warnings}");
     assert!(warnings.contains("old app server's disk"), "{warnings}");
+    // Bob's chunk without embedding is kept (searches skip it), with a note.
+    let no_embedding: Vec<&Json> = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["message"].as_str().unwrap().starts_with("no embedding"))
+        .collect();
+    assert_eq!(no_embedding.len(), 1, "{warnings}");
+    assert_eq!(no_embedding[0]["legacy_id"], 34);
+    assert_eq!(
+        count(
+            t.conn(),
+            "SELECT count(*) FROM resume_chunks WHERE embedding IS NULL \
+               AND (metadata ->> 'legacy_id')::int = 34"
+        )
+        .await,
+        1
+    );
 
     // Chunks: alice's /new-route chunks are hers without a resume; chunk
     // metadata keeps every original key and value.
@@ -710,7 +722,7 @@ async fn dry_runs_failures_and_refusals_leave_the_target_as_it_was() {
     assert_eq!(dry["dry_run"], true);
     assert_eq!(dry["committed"], false);
     assert_eq!(dry["tables"]["resume_chunks"]["read"], 32);
-    assert_eq!(dry["tables"]["resume_chunks"]["imported"], 27);
+    assert_eq!(dry["tables"]["resume_chunks"]["imported"], 28);
     assert!(dry["checksums"]["resume_chunks"]["source"].is_string());
     assert!(dry["checksums"]["resume_chunks"]["target"].is_null());
     assert!(
