@@ -115,6 +115,14 @@ impl DbConfig {
             settings.push(("hnsw.ef_search".to_owned(), ef.to_string()));
         }
         opts.map_sqlx_postgres_opts(move |o| o.options(settings.clone()));
+        // --- TCP_NODELAY at run time (src/net.rs, issue 12) ---
+        // sqlx 0.9.0 does not set it and a workspace patch does not reach
+        // applications: a pool hook sets it on each new connection's socket
+        // (or warns once). Note: sqlx keeps one after_connect hook per pool.
+        if let Ok(url) = self.db_url() {
+            opts.map_sqlx_postgres_pool_opts(move |p| crate::net::with_socket_tuning(p, &url));
+        }
+        // --- end TCP_NODELAY ---
         opts
     }
 

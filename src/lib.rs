@@ -13,6 +13,7 @@
 //! | [`chunks`] | atomic bulk replacement of a resume's chunks, semantic search |
 //! | [`embedding`] | validated 768-dimension embeddings |
 //! | [`error`] | the [`Error`] type |
+//! | [`net`] | `TCP_NODELAY` on the pool's sockets at run time (sqlx 0.9.0 stopped setting it) |
 //! | `testing` | (feature `testing`) an isolated migrated database per test |
 //!
 //! Data functions take any [`sea_orm::ConnectionTrait`] (a pool or a
@@ -37,6 +38,7 @@ pub mod chunks;
 pub mod config;
 pub mod embedding;
 pub mod error;
+pub mod net;
 pub mod preferences;
 pub mod profiles;
 pub mod resumes;

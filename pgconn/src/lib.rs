@@ -5,8 +5,12 @@
 //!   parts every caller needs (target without credentials, locality) and
 //!   copies with another database, role or port;
 //! - [`sqlstate`]: the SQLSTATE of a database error, for the conditions
-//!   SeaORM's `DbErr::sql_err()` does not classify.
+//!   SeaORM's `DbErr::sql_err()` does not classify;
+//! - [`socket`]: TCP options (`TCP_NODELAY`, keepalive, user timeout) set at
+//!   run time on this process's connections to a server, which sqlx does not
+//!   expose.
 
+pub mod socket;
 mod sqlstate;
 mod url;
 

@@ -8,6 +8,7 @@
 mod chunks;
 mod config;
 mod entities;
+mod net;
 mod preferences;
 mod profiles;
 mod resumes;
