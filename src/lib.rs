@@ -12,6 +12,7 @@
 //! | [`resumes`] | resumes with the PDF in the database or as a path, listing without PDF bytes |
 //! | [`chunks`] | atomic bulk replacement of a resume's chunks, semantic search |
 //! | [`embedding`] | validated 768-dimension embeddings |
+//! | [`tuning`] | search tuning policies (`ef_search` by table size) |
 //! | [`error`] | the [`Error`] type |
 //! | [`net`] | `TCP_NODELAY` on the pool's sockets at run time (sqlx 0.9.0 stopped setting it) |
 //! | `testing` | (feature `testing`) an isolated migrated database per test |
@@ -42,6 +43,7 @@ pub mod net;
 pub mod preferences;
 pub mod profiles;
 pub mod resumes;
+pub mod tuning;
 /// Test fixtures (feature `testing`): an isolated, migrated database per
 /// test. See the `test-db` crate.
 #[cfg(feature = "testing")]
