@@ -79,7 +79,7 @@ fn monitor(url: String, label: String) -> tokio::sync::oneshot::Sender<()> {
 
 /// Builds an index with session settings; returns the wall time and whether
 /// the graph spilled out of `maintenance_work_mem`.
-async fn timed_build(
+pub async fn timed_build(
     ctx: &Ctx,
     label: &str,
     settings: &str,
@@ -106,7 +106,7 @@ fn defaults() -> &'static str {
     "SET maintenance_work_mem TO DEFAULT; SET max_parallel_maintenance_workers TO DEFAULT"
 }
 
-fn recommended(ctx: &Ctx) -> String {
+pub fn recommended(ctx: &Ctx) -> String {
     format!(
         "SET maintenance_work_mem = '{}'; SET max_parallel_maintenance_workers = 1",
         ctx.args.recommended_mwm()

@@ -21,6 +21,7 @@ mod ingest;
 mod raw;
 mod report;
 mod search;
+mod storage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,6 +71,9 @@ pub enum Section {
     Global,
     /// 1b: steady-state per-resume uploads with all indexes.
     Steady,
+    /// Layouts: halfvec expression index, PLAIN storage, vs the current one
+    /// (build, size, recall, latency, insert cost, WAL, LangChain client).
+    Storage,
     /// 5: test fixture (template clone) vs migrating from scratch.
     Fixture,
     /// 6: migrate up on an empty database, verify on a migrated one.
@@ -113,10 +117,14 @@ pub struct Args {
     /// `hnsw.ef_search` values of the recall/latency sweep.
     #[arg(long, value_delimiter = ',', default_value = "10,20,40,64,100,200,400")]
     ef_search: Vec<u32>,
-    /// Repetitions of each fixture and migration measurement (default:
-    /// smoke 3, quick and large 5).
+    /// Repetitions of each fixture and migration measurement per round
+    /// (default: smoke 3, quick and large 5).
     #[arg(long)]
     reps: Option<usize>,
+    /// Rounds of every library-vs-baseline comparison (paths in rotated
+    /// order each round); tables show the median and min–max of the rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Run only these sections (comma-separated); data they need is loaded
     /// the fastest way (binary COPY, then an HNSW build).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -206,11 +214,16 @@ impl Args {
         })
     }
 
+    /// Rounds of each comparison (at least 1).
+    pub fn rounds(&self) -> usize {
+        self.rounds.max(1)
+    }
+
     /// Steady-state resumes per path.
     pub fn steady_resumes(&self) -> usize {
         self.steady_resumes.unwrap_or(match self.scale {
             Scale::Smoke => 10,
-            _ => 40,
+            _ => 60,
         })
     }
 
@@ -265,6 +278,8 @@ pub struct Ctx {
     pub index_of: HashMap<Uuid, usize>,
     /// Results.
     pub report: Report,
+    /// Whole-table queries and their exact top 10 (computed once).
+    pub truth: Option<search::Truth>,
 }
 
 impl Ctx {
@@ -336,6 +351,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Section::Scoped,
         Section::Global,
         Section::Steady,
+        Section::Storage,
     ]
     .iter()
     .any(|&s| args.wants(s));
@@ -357,6 +373,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         vector_ty,
         corpus,
         report: Report::default(),
+        truth: None,
     };
 
     if needs_corpus {
@@ -367,11 +384,22 @@ async fn run(args: Args) -> Result<(), BoxError> {
             ingest::load_fast(&mut ctx).await?;
         }
         ctx.sql("ANALYZE resume_chunks").await?;
+        // The library's pool with the ef_search its policy gives this table
+        // size (src/tuning.rs; the library will apply it per search).
+        let mut config = DbConfig::new(ctx.url.clone());
+        config.hnsw_ef_search = Some(mockinterview_db::tuning::ef_search_for(n as u64, 10));
+        let policy_db = config.connect().await?;
+        std::mem::replace(&mut ctx.db, policy_db).close().await.ok();
         if args.wants(Section::Build) {
             build::hnsw(&mut ctx).await?;
-        } else if [Section::Scoped, Section::Global, Section::Steady]
-            .iter()
-            .any(|&s| args.wants(s))
+        } else if [
+            Section::Scoped,
+            Section::Global,
+            Section::Steady,
+            Section::Storage,
+        ]
+        .iter()
+        .any(|&s| args.wants(s))
         {
             build::recommended_untimed(&ctx).await?;
         }
@@ -380,6 +408,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
         }
         if args.wants(Section::Global) {
             search::global(&mut ctx).await?;
+        }
+        if args.wants(Section::Storage) {
+            storage::storage(&mut ctx).await?;
         }
         if args.wants(Section::Steady) {
             ingest::steady(&mut ctx).await?;
