@@ -30,12 +30,13 @@ use sea_orm::sqlx::postgres::Postgres;
 /// opened them; the library still checks them and warns.
 pub const SOCKET_TUNING_ENV: &str = "MOCKINTERVIEW_DB_SOCKET_TUNING";
 
-/// What the application can add to get `TCP_NODELAY` from sqlx itself.
-pub const NODELAY_ADVICE: &str = "add to the application's Cargo.toml: \
-    [patch.crates-io] sqlx-core = { git = \"https://github.com/launchbadge/sqlx\", \
-    rev = \"<a commit with PR #4336>\" } or the vendored copy of this repository, \
-    sqlx-core = { path = \"<mockinterview-db>/vendor/sqlx-core\" } \
-    (README, \"Using the library\")";
+/// What the application can add to get `TCP_NODELAY` from sqlx itself
+/// (which also covers the TLS and authentication handshake, before this
+/// library's hook runs).
+pub const NODELAY_ADVICE: &str = "add to the application's Cargo.toml \
+    `[patch.crates-io] sqlx-core = { path = \"<mockinterview-db checkout>/vendor/sqlx-core\" }` \
+    (or a git source pointing at the mockinterview-db repository, which contains it), \
+    then `cargo update -p sqlx-core`; see the README, \"Using the library\"";
 
 static WARNED: AtomicBool = AtomicBool::new(false);
 

@@ -80,16 +80,6 @@ async fn wal_lsn(c: &Client) -> Result<String, BoxError> {
     one_str(c, "SELECT pg_current_wal_insert_lsn()::text").await
 }
 
-async fn wal_diff(c: &Client, from: &str) -> Result<f64, BoxError> {
-    let r = c
-        .query_one(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::text::pg_lsn)::float8",
-            &[&from],
-        )
-        .await?;
-    Ok(r.get::<_, f64>(0))
-}
-
 /// The plan's access path for `sql` with these parameters.
 async fn plan(
     c: &Client,
@@ -310,7 +300,7 @@ pub async fn storage(ctx: &mut Ctx) -> Result<(), BoxError> {
         "storage",
         "4",
         format!(
-            "steady-state COPY of one resume into {} rows, per chunk: statement ms / WAL KB, median (min–max) of rounds; current vs halfvec index instead vs both indexes vs PLAIN",
+            "steady-state COPY of one resume into {} rows, per chunk: statement ms / WAL KB (with full-page images, which depend on checkpoint timing) and without, median of rounds; current vs halfvec index instead vs both indexes vs PLAIN",
             fmt_int(n as f64)
         ),
         ins_summary,
@@ -450,10 +440,16 @@ async fn inserts(ctx: &Ctx) -> Result<(String, String), BoxError> {
         ("PLAIN copy (vector HNSW)", "bench_chunks_plain", ""),
     ];
     let c = &ctx.raw;
-    let mut ms: Vec<Vec<f64>> = vec![Vec::new(); layouts.len()];
-    let mut wal: Vec<Vec<f64>> = vec![Vec::new(); layouts.len()];
-    let mut round_ms: Vec<Vec<f64>> = vec![Vec::new(); layouts.len()];
-    let mut round_wal: Vec<Vec<f64>> = vec![Vec::new(); layouts.len()];
+    // Full-page images make the WAL of one insert depend on when the last
+    // checkpoint was: start from one, and split record bytes from FPIs with
+    // pg_walinspect (PostgreSQL 15 contrib) where it can be installed.
+    let walinspect = c
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .await
+        .is_ok();
+    c.batch_execute("CHECKPOINT").await?;
+    // (layout, round, ms per chunk, start LSN, end LSN)
+    let mut samples: Vec<(usize, usize, f64, String, String)> = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let mut rng = Rng::new(i as u64, 17);
         let (user_id, resume_id) = (rng.uuid(), rng.uuid());
@@ -483,39 +479,82 @@ async fn inserts(ctx: &Ctx) -> Result<(String, String), BoxError> {
             let t = Instant::now();
             raw::copy_rows(c, table, &ctx.vector_ty, rows()).await?;
             let dt = t.elapsed();
-            let bytes = wal_diff(c, &lsn).await?;
+            let end = wal_lsn(c).await?;
             c.batch_execute("ROLLBACK").await?;
             if i >= 2 {
-                ms[l].push(dt.as_secs_f64() * 1e3 / 50.0);
-                wal[l].push(bytes / 1024.0 / 50.0);
-            }
-        }
-        if i >= 2 && (i - 2 + 1) % per_round == 0 {
-            for l in 0..layouts.len() {
-                round_ms[l].push(median(&ms[l]));
-                round_wal[l].push(median(&wal[l]));
-                ms[l].clear();
-                wal[l].clear();
+                let round = (i - 2) / per_round;
+                samples.push((l, round, dt.as_secs_f64() * 1e3 / 50.0, lsn, end));
             }
         }
     }
+    // The WAL is flushed by now (a checkpoint flushes it); read it back.
+    c.batch_execute("CHECKPOINT").await?;
+    let mut wal: Vec<(f64, f64, f64)> = Vec::new(); // total, records, FPIs (KB per chunk)
+    for (_, _, _, start, end) in &samples {
+        let total: f64 = c
+            .query_one(
+                "SELECT pg_wal_lsn_diff($2::text::pg_lsn, $1::text::pg_lsn)::float8",
+                &[start, end],
+            )
+            .await?
+            .get(0);
+        let (records, fpis) = if walinspect {
+            let r = c
+                .query_one(
+                    "SELECT coalesce(sum(record_size), 0)::float8, coalesce(sum(fpi_size), 0)::float8 \
+                     FROM pg_get_wal_stats($1::text::pg_lsn, $2::text::pg_lsn)",
+                    &[start, end],
+                )
+                .await?;
+            (r.get::<_, f64>(0), r.get::<_, f64>(1))
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        wal.push((total / 1024.0 / 50.0, records / 1024.0 / 50.0, fpis / 1024.0 / 50.0));
+    }
+    let per_round_median = |l: usize, f: &dyn Fn(usize) -> f64| -> Vec<f64> {
+        (0..rounds)
+            .map(|r| {
+                let v: Vec<f64> = samples
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.0 == l && s.1 == r)
+                    .map(|(j, _)| f(j))
+                    .collect();
+                median(&v)
+            })
+            .collect()
+    };
+    let mut round_ms: Vec<Vec<f64>> = Vec::new();
+    let mut round_wal: Vec<Vec<f64>> = Vec::new();
+    let mut round_rec: Vec<Vec<f64>> = Vec::new();
+    let mut round_fpi: Vec<Vec<f64>> = Vec::new();
+    for l in 0..layouts.len() {
+        round_ms.push(per_round_median(l, &|j| samples[j].2));
+        round_wal.push(per_round_median(l, &|j| wal[j].0));
+        round_rec.push(per_round_median(l, &|j| wal[j].1));
+        round_fpi.push(per_round_median(l, &|j| wal[j].2));
+    }
     let mut out = format!(
         "\nSteady-state COPY of one 50-chunk resume into the full table (rolled back; the other HNSW index dropped inside the transaction), {rounds} rounds of {per_round}, rotated order; per chunk, median (min–max) of the rounds' medians:\n\n\
-         | layout | COPY ms per chunk | WAL KB per chunk |\n|---|---|---|\n"
+         | layout | COPY ms per chunk | WAL KB per chunk | of which WAL records | of which full-page images |\n|---|---|---|---|---|\n"
     );
     let mut summary = Vec::new();
     let f2 = |x: f64| format!("{x:.3}");
     let f1 = |x: f64| format!("{x:.1}");
     for (l, (name, _, _)) in layouts.iter().enumerate() {
         out.push_str(&format!(
-            "| {name} | {} | {} |\n",
+            "| {name} | {} | {} | {} | {} |\n",
             spread(&round_ms[l], f2),
-            spread(&round_wal[l], f1)
+            spread(&round_wal[l], f1),
+            spread(&round_rec[l], f1),
+            spread(&round_fpi[l], f1)
         ));
         summary.push(format!(
-            "{} ms / {} KB ({name})",
+            "{} ms / {} KB, {} KB without FPIs ({name})",
             f2(median(&round_ms[l])),
-            f1(median(&round_wal[l]))
+            f1(median(&round_wal[l])),
+            f1(median(&round_rec[l]))
         ));
     }
     Ok((out, summary.join("; ")))
