@@ -133,6 +133,16 @@ pub struct Args {
     /// or about 4 KB per chunk when that is more).
     #[arg(long)]
     maintenance_work_mem: Option<String>,
+    /// Storage parameters of the HNSW index, e.g. `m = 16, ef_construction
+    /// = 128` (default: pgvector's, m 16 and ef_construction 64, as
+    /// migration 003 creates it).
+    #[arg(long)]
+    hnsw_params: Option<String>,
+    /// Reuse `mi_bench_<scale>` when it already holds this corpus with its
+    /// HNSW index (e.g. kept with `--keep`, or left by a failed run):
+    /// skips loading and building; the build section is not run.
+    #[arg(long)]
+    reuse: bool,
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     keep: bool,
@@ -302,6 +312,36 @@ impl Ctx {
 pub const HNSW_INDEX_SQL: &str = "CREATE INDEX idx_resume_chunks_embedding \
      ON resume_chunks USING hnsw (embedding vector_cosine_ops)";
 
+impl Ctx {
+    /// The HNSW index of `resume_chunks`: migration 003's definition, with
+    /// `--hnsw-params` as its `WITH (...)` storage parameters if given.
+    pub fn hnsw_index_sql(&self) -> String {
+        format!("{HNSW_INDEX_SQL}{}", self.hnsw_with())
+    }
+
+    /// ` WITH (...)` for `--hnsw-params`, or nothing.
+    pub fn hnsw_with(&self) -> String {
+        self.args
+            .hnsw_params
+            .as_ref()
+            .map_or_else(String::new, |p| format!(" WITH ({p})"))
+    }
+
+    /// Loads the HNSW index of `resume_chunks` into shared buffers (as on
+    /// a server that has been answering searches), so latencies do not
+    /// depend on what earlier sections evicted.
+    pub async fn prewarm(&self, index: &str) -> Result<(), BoxError> {
+        self.sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm").await?;
+        let blocks: i64 = self
+            .raw
+            .query_one(&format!("SELECT pg_prewarm('{index}')"), &[])
+            .await?
+            .get(0);
+        progress(&format!("prewarmed {index}: {blocks} blocks"));
+        Ok(())
+    }
+}
+
 #[tokio::main]
 async fn main() {
     START.get_or_init(Instant::now);
@@ -332,14 +372,21 @@ async fn run(args: Args) -> Result<(), BoxError> {
         None
     };
     let db_name = format!("mi_bench_{}", args.scale_name());
-    progress(&format!("creating database {db_name}"));
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db_name}"))
-        .await?;
     let url = admin_url.with_database(&db_name).as_str().to_owned();
+    let reused = args.reuse && reusable(&url, args.chunks()).await;
+    if reused {
+        progress(&format!(
+            "reusing database {db_name} (corpus loaded, HNSW index built)"
+        ));
+    } else {
+        progress(&format!("creating database {db_name}"));
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await?;
+    }
     let db = DbConfig::new(url.clone()).connect().await?;
     mockinterview_db::Migrator::up(&db, None).await?;
     let raw_client = raw::connect(&url).await?;
@@ -377,11 +424,20 @@ async fn run(args: Args) -> Result<(), BoxError> {
     };
 
     if needs_corpus {
-        ingest::create_users(&ctx).await?;
-        if args.wants(Section::Ingest) {
-            ingest::bulk(&mut ctx).await?;
+        if reused {
+            // Loaded by binary COPY with the corpus ids; drop what earlier
+            // steady-state runs added.
+            ctx.sql("DELETE FROM user_profiles WHERE firebase_uid LIKE 'bench-steady-%'")
+                .await?;
+            let ids = ctx.corpus.ids.clone();
+            ctx.record_ids(0, &ids);
         } else {
-            ingest::load_fast(&mut ctx).await?;
+            ingest::create_users(&ctx).await?;
+            if args.wants(Section::Ingest) {
+                ingest::bulk(&mut ctx).await?;
+            } else {
+                ingest::load_fast(&mut ctx).await?;
+            }
         }
         ctx.sql("ANALYZE resume_chunks").await?;
         // The library's pool with the ef_search its policy gives this table
@@ -390,7 +446,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         config.hnsw_ef_search = Some(mockinterview_db::tuning::ef_search_for(n as u64, 10));
         let policy_db = config.connect().await?;
         std::mem::replace(&mut ctx.db, policy_db).close().await.ok();
-        if args.wants(Section::Build) {
+        if reused {
+        } else if args.wants(Section::Build) {
             build::hnsw(&mut ctx).await?;
         } else if [
             Section::Scoped,
@@ -455,7 +512,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.md"), &md)?;
     if !report.recall_csv.is_empty() {
-        let mut csv = String::from("ef_search,recall_at_10,p50_ms,p95_ms,qps_1_client,plan\n");
+        let mut csv = String::from("ef_search,recall_at_10,p50_ms,p95_ms,qps_1_client,plan,library\n");
         for line in &report.recall_csv {
             csv.push_str(line);
             csv.push('\n');
@@ -468,6 +525,24 @@ async fn run(args: Args) -> Result<(), BoxError> {
         out.display()
     ));
     Ok(())
+}
+
+/// Whether the database at `url` holds `chunks` corpus rows and the HNSW
+/// index (so `--reuse` can skip loading and building).
+async fn reusable(url: &str, chunks: usize) -> bool {
+    let Ok(c) = raw::connect(url).await else {
+        return false;
+    };
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM resume_chunks c JOIN user_profiles p \
+                       ON p.id::text = c.metadata->>'user_id' \
+                     WHERE p.firebase_uid NOT LIKE 'bench-steady-%'), \
+                    to_regclass('idx_resume_chunks_embedding') IS NOT NULL",
+            &[],
+        )
+        .await;
+    matches!(row, Ok(r) if r.get::<_, i64>(0) == chunks as i64 && r.get::<_, bool>(1))
 }
 
 fn fmt_count(n: usize) -> String {
