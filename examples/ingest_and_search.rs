@@ -15,7 +15,7 @@
 use mockinterview_db::chunks::{self, SearchQuery, SearchScope};
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload};
-use mockinterview_db::{DbConfig, Embedding, Migrator, MigratorTrait, NewChunk};
+use mockinterview_db::{DbConfig, Embedding, NewChunk};
 
 const SAMPLE_RESUME: &str = "\
 Ada Lovelace, backend engineer.
@@ -34,7 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "Rust PostgreSQL vector search".into());
 
     let db = DbConfig::from_env()?.connect().await?;
-    Migrator::up(&db, None).await?;
+    // Serialized with other instances (also through a transaction-mode
+    // pooler); with nothing pending it only reads, so it also works as an
+    // application role that may not change the schema.
+    mockinterview_db::migration::lock::up_locked(&db, None).await?;
     let ready = mockinterview_db::require_pgvector(&db).await?;
     println!(
         "connected: PostgreSQL {}, pgvector {}",

@@ -4,31 +4,81 @@
 //! `metadata`, `embedding`) because other services share it. Every chunk
 //! written here carries `user_id` and `resume_id` in `metadata` as strings,
 //! the way those services read it, plus any extra keys the caller supplies.
+//!
+//! Rules shared with the other writers of the table:
+//! - **Ids in metadata compare case-insensitively.** `user_id` and
+//!   `resume_id` strings in the form of a UUID are stored in lower case
+//!   whoever writes them (migration 007's trigger lowercases them on insert
+//!   and update, and lowercased the rows already there), so searches,
+//!   [`resume_chunks`], chunk replacement and the deletion of a resume or a
+//!   profile all find a chunk another service wrote with `"3F2A…"`. Other
+//!   strings (a Firebase uid written by the legacy app) are left as written.
+//! - **Metadata filters follow LangChain**: a scalar filter value matches by
+//!   its text form (`metadata->>key = '3'`), so `page: 3` finds both `3`
+//!   and `"3"`; see [`SearchQuery::metadata_filter`].
+//! - **Rows other services wrote never break a read**: chunks without an
+//!   embedding (or with one pgvector cannot compare) are skipped by
+//!   searches, and metadata nested deeper than [`METADATA_READ_DEPTH`] is
+//!   returned with the too-deep values as JSON text (see
+//!   [`METADATA_READ_DEPTH`]).
 
 use entity::resume_chunks::{METADATA_RESUME_ID, METADATA_USER_ID};
 use sea_orm::sqlx;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, Statement, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
 use crate::embedding::Embedding;
 use crate::error::{Error, Result};
+use crate::store::{Op, Store, apply_auto_ef_search};
+use crate::validate::{Chars, JsonProblem, TextRule, check_json, invalid, json_text_depth};
 
 /// Largest `k` a search accepts.
 pub const MAX_TOP_K: u32 = 1000;
+/// Longest chunk text, in bytes (32 KiB; chunks for embedding are usually
+/// 1–4 KiB).
+pub const MAX_CHUNK_TEXT_BYTES: usize = 32 * 1024;
+/// Deepest nesting of arrays and objects in a chunk's metadata, the
+/// metadata object itself included (`{"a": [1]}` is 2 deep). Also the
+/// bound of a search's [`SearchQuery::metadata_filter`].
+pub const MAX_METADATA_DEPTH: usize = 32;
+/// Largest extra metadata of one chunk, serialized as JSON, in bytes (64 KiB).
+/// Also the bound of a search's [`SearchQuery::metadata_filter`].
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Most keys in a search's [`SearchQuery::metadata_filter`].
+pub const MAX_FILTER_KEYS: usize = 32;
+/// Deepest metadata the read functions return as JSON values. Other
+/// services may have written metadata nested deeper (PostgreSQL accepts
+/// thousands of levels; serde_json, and so most consumers, stop at 128).
+/// Such a chunk is still returned: each top-level metadata value nested
+/// deeper than this (counting the metadata object) comes back as a JSON
+/// string holding its JSON text, unchanged and parseable with a parser
+/// without a depth limit; the other keys (`user_id`, `resume_id`, ...) come
+/// back as usual. 64 leaves room for callers' own envelopes under serde_json's
+/// limit.
+pub const METADATA_READ_DEPTH: usize = 64;
+
+const CHUNK_TEXT: TextRule = TextRule {
+    field: "text",
+    max_chars: MAX_CHUNK_TEXT_BYTES,
+    max_bytes: MAX_CHUNK_TEXT_BYTES,
+    chars: Chars::Any,
+    blank_ok: false,
+    padding_ok: true,
+};
 
 /// A chunk to store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewChunk {
-    /// The chunk's text (non-empty).
+    /// The chunk's text: not blank, at most [`MAX_CHUNK_TEXT_BYTES`], no NUL.
     pub text: String,
     /// Its validated embedding.
     pub embedding: Embedding,
     /// Extra metadata keys (`page`, `section`, ...). `user_id` and
-    /// `resume_id` are set by the library and may not appear here.
+    /// `resume_id` are set by the library and may not appear here. At most
+    /// [`MAX_METADATA_DEPTH`] deep and [`MAX_METADATA_BYTES`] as JSON; no
+    /// NUL in keys or strings (`jsonb` cannot store `\u0000`).
     pub extra_metadata: Map<String, Json>,
 }
 
@@ -74,8 +124,16 @@ pub struct SearchQuery {
     pub k: u32,
     /// Which chunks to consider.
     pub scope: SearchScope,
-    /// Only chunks whose metadata has these keys with these values
-    /// (JSON containment, `metadata @> filter`: equality for scalars).
+    /// Only chunks whose metadata has these keys with these values, all of
+    /// them. LangChain's rule, since both write the same table: a scalar
+    /// value matches by its text form, `metadata->>key = text` (a string as
+    /// is, a number as JSON prints it, `true`/`false`), so `3` matches the
+    /// stored number `3` and the string `"3"` (but not `3.0`); `null`, arrays
+    /// and objects match by JSON containment (`metadata @> {key: value}`:
+    /// `null` only where the key is present with `null`; an array matches
+    /// an array holding those elements). Keys and values are bound as
+    /// parameters. At most [`MAX_FILTER_KEYS`] keys, [`MAX_METADATA_DEPTH`]
+    /// deep, [`MAX_METADATA_BYTES`] as JSON, no NUL.
     pub metadata_filter: Map<String, Json>,
 }
 
@@ -90,7 +148,8 @@ impl SearchQuery {
         }
     }
 
-    /// Adds an equality filter on a metadata key.
+    /// Adds an equality filter on a metadata key (see
+    /// [`SearchQuery::metadata_filter`]).
     pub fn filter(mut self, key: impl Into<String>, value: impl Into<Json>) -> Self {
         self.metadata_filter.insert(key.into(), value.into());
         self
@@ -122,10 +181,16 @@ pub struct ResumeChunks<'a> {
 }
 
 /// Replaces all chunks of a resume with `chunks`, atomically: in one
-/// transaction the resume row is locked (concurrent replacements of the same
-/// resume queue up), its old chunks are deleted and the new ones are loaded
-/// with a binary `COPY` (one round trip for the whole batch, whatever its
-/// size). Readers see either the old or the new set, never a mix.
+/// transaction its old chunks are deleted and the new ones are loaded with a
+/// binary `COPY` (one round trip for the whole batch, whatever its size).
+/// Readers see either the old or the new set, never a mix.
+///
+/// Locking: concurrent replacements of the same resume take turns (a
+/// transaction-level advisory lock per resume). The resume row itself is only
+/// key-share locked: it cannot be deleted while the replace runs (the delete
+/// waits, then removes the new chunks too), but its other columns stay
+/// editable ([`crate::resumes::update_resume_content`] does not wait for a
+/// long replace).
 ///
 /// Takes the pool rather than any connection because `COPY` needs a raw
 /// connection; it runs its own transaction. For many resumes at once (first
@@ -134,8 +199,12 @@ pub struct ResumeChunks<'a> {
 /// Returns the new chunk ids, in input order.
 ///
 /// # Errors
-/// [`Error::Validation`] for an empty text or a reserved metadata key
-/// (nothing is written), [`Error::NotFound`] when the user has no such resume.
+/// [`Error::Validation`] for a chunk breaking the rules of [`NewChunk`]
+/// (blank, over-long or NUL text; a reserved, too-deep, too-large or NUL
+/// metadata key), naming the chunk and the key, before anything is sent
+/// (nothing is written); [`Error::NotFound`] when the user has no such
+/// resume; [`Error::Unavailable`] when the connection fails, also in the
+/// middle of the `COPY`.
 ///
 /// ```no_run
 /// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid,
@@ -150,8 +219,8 @@ pub struct ResumeChunks<'a> {
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, chunks), fields(chunks = chunks.len()))]
-pub async fn replace_resume_chunks(
-    db: &DatabaseConnection,
+pub async fn replace_resume_chunks<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
     chunks: &[NewChunk],
@@ -173,7 +242,7 @@ pub async fn replace_resume_chunks(
 /// Returns the new chunk ids per resume, in input order.
 ///
 /// # Errors
-/// [`Error::Validation`] for an empty text, a reserved metadata key or a
+/// [`Error::Validation`] for a chunk breaking the rules of [`NewChunk`] or a
 /// resume listed twice (nothing is written); [`Error::NotFound`] when a
 /// resume does not exist or belongs to another user (nothing is written).
 ///
@@ -189,8 +258,8 @@ pub async fn replace_resume_chunks(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, sets), fields(resumes = sets.len()))]
-pub async fn replace_chunks_bulk(
-    db: &DatabaseConnection,
+pub async fn replace_chunks_bulk<S: Store + ?Sized>(
+    db: &S,
     sets: &[ResumeChunks<'_>],
 ) -> Result<Vec<Vec<Uuid>>> {
     // Validate everything before touching the database.
@@ -202,7 +271,7 @@ pub async fn replace_chunks_bulk(
                 reason: format!("resume {} is listed twice", set.resume_id),
             });
         }
-        validate_chunks(set.chunks)?;
+        validate_chunks(set)?;
     }
     let ids: Vec<Vec<Uuid>> = sets
         .iter()
@@ -210,14 +279,68 @@ pub async fn replace_chunks_bulk(
         .collect();
     let resume_ids: Vec<Uuid> = sets.iter().map(|s| s.resume_id).collect();
 
-    let pool = db.get_postgres_connection_pool();
-    let mut tx = pool.begin().await.map_err(sqlx_err)?;
-    let owners: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("SELECT id, user_id FROM resumes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&resume_ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(sqlx_err)?;
+    let route = db.route();
+    let pool = route.primary_pool().ok_or_else(|| {
+        Error::Config(
+            "replace_resume_chunks / replace_chunks_bulk load with binary COPY in a transaction \
+             of their own, so they cannot run inside a caller's transaction: pass the Db (or \
+             the pool)"
+                .into(),
+        )
+    })?;
+    let settings = route.settings().for_op(Op::Transaction);
+    route
+        .bounded_bulk(async {
+            let mut tx =
+                pool.get_postgres_connection_pool()
+                    .begin()
+                    .await
+                    .map_err(|e| match e {
+                        // As SeaORM classifies a failure to get a connection.
+                        sqlx::Error::PoolTimedOut => {
+                            Error::from(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout))
+                        }
+                        e => {
+                            Error::from(DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
+                        }
+                    })?;
+            apply_settings_sqlx(&mut tx, &settings).await?;
+            copy_sets(&mut tx, sets, &resume_ids, &ids).await?;
+            tx.commit().await.map_err(sqlx_err)?;
+            route.after_write().await
+        })
+        .await?;
+    Ok(ids)
+}
+
+/// Inside `tx`: locks the resumes, deletes their chunks and loads the new
+/// ones with one binary `COPY` stream.
+async fn copy_sets(
+    tx: &mut sqlx::PgConnection,
+    sets: &[ResumeChunks<'_>],
+    resume_ids: &[Uuid],
+    ids: &[Vec<Uuid>],
+) -> Result<()> {
+    // Replacements of one resume take turns (a transaction-level advisory
+    // lock per resume, in id order, so concurrent bulk calls cannot
+    // deadlock). The resume rows themselves are only key-share locked: they
+    // cannot be deleted meanwhile, but their other columns stay editable
+    // (`update_resume_content` does not wait for a long replace).
+    let mut sorted = resume_ids.to_vec();
+    sorted.sort();
+    let keys: Vec<i64> = sorted.iter().map(|id| resume_lock_key(*id)).collect();
+    sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY u(k, n) ORDER BY n")
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
+    let owners: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT id, user_id FROM resumes WHERE id = ANY($1) ORDER BY id FOR KEY SHARE",
+    )
+    .bind(resume_ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(sqlx_err)?;
     let owners: std::collections::HashMap<Uuid, Uuid> = owners.into_iter().collect();
     if let Some(set) = sets
         .iter()
@@ -231,38 +354,63 @@ pub async fn replace_chunks_bulk(
         .execute(&mut *tx)
         .await
         .map_err(sqlx_err)?;
-    if sets.iter().any(|s| !s.chunks.is_empty()) {
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY resume_chunks (id, text, metadata, embedding) FROM STDIN (FORMAT binary)",
-            )
-            .await
-            .map_err(sqlx_err)?;
-        // Stream in pieces of about 1 MiB: bounded memory, and the server
-        // starts inserting while the rest is encoded.
-        let mut buf = copy_header();
-        for (set, set_ids) in sets.iter().zip(&ids) {
-            for (chunk, id) in set.chunks.iter().zip(set_ids) {
-                encode_row(&mut buf, set.user_id, set.resume_id, chunk, *id)?;
-                if buf.len() >= COPY_SEND_BYTES {
-                    copy.send(std::mem::take(&mut buf))
-                        .await
-                        .map_err(sqlx_err)?;
-                }
+    if sets.iter().all(|s| s.chunks.is_empty()) {
+        return Ok(());
+    }
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY resume_chunks (id, text, metadata, embedding) FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .map_err(sqlx_err)?;
+    // Stream in pieces of about 1 MiB: bounded memory, and the server
+    // starts inserting while the rest is encoded.
+    let mut buf = copy_header();
+    for (set, set_ids) in sets.iter().zip(ids) {
+        for (chunk, id) in set.chunks.iter().zip(set_ids) {
+            encode_row(&mut buf, set.user_id, set.resume_id, chunk, *id)?;
+            if buf.len() >= COPY_SEND_BYTES {
+                copy.send(std::mem::take(&mut buf))
+                    .await
+                    .map_err(sqlx_err)?;
             }
         }
-        buf.extend_from_slice(&(-1_i16).to_be_bytes()); // trailer
-        copy.send(buf).await.map_err(sqlx_err)?;
-        copy.finish().await.map_err(sqlx_err)?;
     }
-    tx.commit().await.map_err(sqlx_err)?;
-    Ok(ids)
+    buf.extend_from_slice(&(-1_i16).to_be_bytes()); // trailer
+    copy.send(buf).await.map_err(sqlx_err)?;
+    copy.finish().await.map_err(sqlx_err)?;
+    Ok(())
+}
+
+/// The advisory-lock key serializing replacements of one resume: its first
+/// 8 bytes (a collision only makes two replacements take turns).
+fn resume_lock_key(resume_id: Uuid) -> i64 {
+    let b = resume_id.as_bytes();
+    i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// `set_config(name, value, true)` for each setting, on a raw connection.
+async fn apply_settings_sqlx(
+    tx: &mut sqlx::PgConnection,
+    values: &[(String, String)],
+) -> Result<()> {
+    for (name, value) in values {
+        sqlx::query("SELECT set_config($1, $2, true)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
+    }
+    Ok(())
 }
 
 /// Size of the pieces a `COPY` is sent in.
 const COPY_SEND_BYTES: usize = 1 << 20;
 
-/// The resume's chunks, as stored, in no particular order.
+/// The resume's chunks, as stored, in no particular order. Metadata nested
+/// deeper than [`METADATA_READ_DEPTH`] (written by another service) comes
+/// back as described there instead of failing the call.
 ///
 /// # Errors
 /// Database failures only.
@@ -273,32 +421,58 @@ const COPY_SEND_BYTES: usize = 1 << 20;
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn resume_chunks<C: ConnectionTrait>(
-    db: &C,
+pub async fn resume_chunks<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
 ) -> Result<Vec<entity::resume_chunks::Model>> {
-    use entity::resume_chunks::Entity;
-    use sea_orm::{EntityTrait, QueryFilter, sea_query::Expr};
-    Ok(Entity::find()
-        .filter(Expr::cust_with_values(
-            "metadata->>'user_id' = $1 AND metadata->>'resume_id' = $2",
-            [user_id.to_string(), resume_id.to_string()],
-        ))
-        .all(db)
-        .await?)
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id, text, metadata::text AS metadata, embedding FROM resume_chunks \
+         WHERE metadata->>'user_id' = $1 AND metadata->>'resume_id' = $2",
+        [user_id.to_string().into(), resume_id.to_string().into()],
+    );
+    db.route()
+        .read(Op::Plain, |c| {
+            let statement = statement.clone();
+            async move {
+                c.query_all_raw(statement)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        let id: Uuid = r.try_get("", "id")?;
+                        Ok(entity::resume_chunks::Model {
+                            id,
+                            text: r.try_get("", "text")?,
+                            metadata: decode_metadata(r.try_get("", "metadata")?, id),
+                            embedding: r.try_get("", "embedding")?,
+                        })
+                    })
+                    .collect()
+            }
+        })
+        .await
 }
 
 /// Finds the `k` chunks most similar (cosine) to the query embedding.
 ///
 /// Scoped searches ([`SearchScope::User`], [`SearchScope::Resume`]) compare
 /// every chunk of the scope and return the exact top `k`, however large the
-/// table is. [`SearchScope::All`] uses the HNSW index (approximate; tune
-/// recall with `hnsw.ef_search`, see [`crate::DbConfig::hnsw_ef_search`]).
-/// All values, metadata keys included, are bound as parameters.
+/// table is. [`SearchScope::All`] uses the HNSW index (approximate): its
+/// `hnsw.ef_search` follows the table's size unless
+/// [`crate::DbConfig::hnsw_ef_search`] fixes it ([`crate::tuning`]).
+/// All values, metadata keys included, are bound as parameters; filters
+/// follow [`SearchQuery::metadata_filter`]'s rule.
+///
+/// Chunks another service wrote without an embedding, or with one whose
+/// norm pgvector cannot compute (a zero vector, or values so small or large
+/// that the single-precision sum of squares is 0 or infinite; see
+/// [`Embedding`]), are skipped: their cosine with anything comes out 1.0 or
+/// undefined, so they would otherwise rank first. Metadata is decoded as in [`resume_chunks`].
 ///
 /// # Errors
-/// [`Error::Validation`] for `k` out of range.
+/// [`Error::Validation`] for `k` out of range or a filter breaking the
+/// bounds of [`SearchQuery::metadata_filter`].
 ///
 /// ```no_run
 /// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, query: Vec<f32>) -> mockinterview_db::Result<()> {
@@ -311,8 +485,8 @@ pub async fn resume_chunks<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, query), fields(k = query.k, scope = ?query.scope))]
-pub async fn search_chunks<C: ConnectionTrait>(
-    db: &C,
+pub async fn search_chunks<S: Store + ?Sized>(
+    db: &S,
     query: &SearchQuery,
 ) -> Result<Vec<ChunkMatch>> {
     if query.k == 0 || query.k > MAX_TOP_K {
@@ -324,8 +498,26 @@ pub async fn search_chunks<C: ConnectionTrait>(
             ),
         });
     }
+    if query.metadata_filter.len() > MAX_FILTER_KEYS {
+        return Err(invalid(
+            "metadata_filter",
+            format!(
+                "{} keys; at most {MAX_FILTER_KEYS}",
+                query.metadata_filter.len()
+            ),
+        ));
+    }
+    check_metadata_map(&query.metadata_filter).map_err(|why| invalid("metadata_filter", why))?;
     let mut values: Vec<Value> = vec![query.embedding.to_vector().into()];
-    let mut conditions: Vec<String> = Vec::new();
+    // Rows another service wrote without an embedding, or with one whose
+    // norm pgvector cannot compute (the sum of squares in single precision,
+    // which `<#>` with itself computes, is 0 or infinite: such a vector's
+    // cosine with anything comes out 1.0 or NaN), cannot be ranked.
+    let mut conditions: Vec<String> = vec![
+        "embedding IS NOT NULL".to_owned(),
+        "(embedding <#> embedding) < 0".to_owned(),
+        "(embedding <#> embedding) > '-Infinity'::float8".to_owned(),
+    ];
     let bind = |v: Value, values: &mut Vec<Value>| {
         values.push(v);
         format!("${}", values.len())
@@ -343,76 +535,182 @@ pub async fn search_chunks<C: ConnectionTrait>(
         }
         SearchScope::All => {}
     }
-    if !query.metadata_filter.is_empty() {
-        let p = bind(
-            Json::Object(query.metadata_filter.clone()).into(),
-            &mut values,
-        );
-        conditions.push(format!("metadata @> {p}::jsonb"));
+    for (key, value) in &query.metadata_filter {
+        let k = bind(key.clone().into(), &mut values);
+        let text = match value {
+            Json::String(s) => Some(s.clone()),
+            Json::Number(n) => Some(n.to_string()),
+            Json::Bool(b) => Some(b.to_string()),
+            Json::Null | Json::Array(_) | Json::Object(_) => None,
+        };
+        match text {
+            Some(text) => {
+                let v = bind(text.into(), &mut values);
+                conditions.push(format!("metadata->>({k}::text) = {v}::text"));
+            }
+            None => {
+                let v = bind(value.clone().into(), &mut values);
+                conditions.push(format!(
+                    "metadata @> jsonb_build_object({k}::text, {v}::jsonb)"
+                ));
+            }
+        }
     }
     let k = bind(i64::from(query.k).into(), &mut values);
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let filter = format!("WHERE {}", conditions.join(" AND "));
     let sql = match query.scope {
         // Materializing the scope keeps the planner from answering with the
         // HNSW index and filtering afterwards, which can miss results: scoped
         // searches are exact (the scope is a few dozen rows via the B-tree
         // expression indexes).
+        // A NaN distance (a zero-norm vector another service wrote) cannot
+        // be ranked: PostgreSQL's NaN equals itself, so `<> 'NaN'` drops it.
         SearchScope::User(_) | SearchScope::Resume { .. } => format!(
             "WITH scoped AS MATERIALIZED ( \
                SELECT id, text, metadata, embedding <=> $1 AS distance \
                FROM resume_chunks {filter}) \
-             SELECT id, text, metadata, 1 - distance AS score FROM scoped \
-             ORDER BY distance LIMIT {k}"
+             SELECT id, text, metadata::text AS metadata, 1 - distance AS score FROM scoped \
+             WHERE distance <> 'NaN'::float8 ORDER BY distance LIMIT {k}"
         ),
+        // The HNSW index holds no NULL or zero-norm vectors; a plan without
+        // it may meet them, and NaN scores are dropped below.
         SearchScope::All => format!(
-            "SELECT id, text, metadata, 1 - (embedding <=> $1) AS score \
+            "SELECT id, text, metadata::text AS metadata, 1 - (embedding <=> $1) AS score \
              FROM resume_chunks {filter} ORDER BY embedding <=> $1 LIMIT {k}"
         ),
     };
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ChunkMatch {
-                id: r.try_get("", "id")?,
-                text: r.try_get("", "text")?,
-                metadata: r.try_get("", "metadata")?,
-                score: r.try_get("", "score")?,
-            })
+    let op = match query.scope {
+        SearchScope::All => Op::HnswSearch,
+        _ => Op::Plain,
+    };
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+    let route = db.route();
+    let auto_ef = op == Op::HnswSearch && route.settings().auto_ef_search();
+    let k = query.k;
+    route
+        .read(op, |c| {
+            let statement = statement.clone();
+            async move {
+                if auto_ef {
+                    apply_auto_ef_search(&c, k).await?;
+                }
+                let mut out = Vec::new();
+                for r in c.query_all_raw(statement).await? {
+                    let id: Uuid = r.try_get("", "id")?;
+                    let score: f64 = r.try_get("", "score")?;
+                    if score.is_nan() {
+                        continue;
+                    }
+                    out.push(ChunkMatch {
+                        id,
+                        text: r.try_get("", "text")?,
+                        metadata: decode_metadata(r.try_get("", "metadata")?, id),
+                        score,
+                    });
+                }
+                Ok(out)
+            }
         })
-        .collect()
+        .await
 }
 
-/// Checks what the database would not: non-empty text, no reserved keys.
-fn validate_chunks(chunks: &[NewChunk]) -> Result<()> {
-    for (i, chunk) in chunks.iter().enumerate() {
-        if chunk.text.trim().is_empty() {
-            return Err(Error::Validation {
-                field: "text",
-                reason: format!("chunk {i} has no text"),
-            });
-        }
+/// Checks every chunk of `set` before anything is sent: text (not blank,
+/// bounded, no NUL) and metadata (no reserved key, bounded depth and size,
+/// no NUL), naming the resume, the chunk and the key.
+fn validate_chunks(set: &ResumeChunks<'_>) -> Result<()> {
+    for (i, chunk) in set.chunks.iter().enumerate() {
+        let at = || format!("chunk {i} of resume {}", set.resume_id);
+        CHUNK_TEXT.check(&chunk.text).map_err(|e| match e {
+            Error::Validation { field, reason } => invalid(field, format!("{}: {reason}", at())),
+            other => other,
+        })?;
         for key in [METADATA_USER_ID, METADATA_RESUME_ID] {
             if chunk.extra_metadata.contains_key(key) {
-                return Err(Error::Validation {
-                    field: "metadata",
-                    reason: format!(
-                        "chunk {i}: `{key}` is set by the library from the resume; remove it"
+                return Err(invalid(
+                    "metadata",
+                    format!(
+                        "{}: `{key}` is set by the library from the resume; remove it",
+                        at()
                     ),
-                });
+                ));
+            }
+        }
+        check_metadata_map(&chunk.extra_metadata)
+            .map_err(|why| invalid("metadata", format!("{}: {why}", at())))?;
+    }
+    Ok(())
+}
+
+/// Depth, NUL and size of a metadata map (chunk metadata or a filter).
+fn check_metadata_map(map: &Map<String, Json>) -> std::result::Result<(), String> {
+    use crate::validate::printable_key;
+    for (key, value) in map {
+        if key.contains('\0') {
+            return Err(format!(
+                "key `{}` contains NUL, which jsonb cannot store",
+                printable_key(key)
+            ));
+        }
+        match check_json(value, 1, MAX_METADATA_DEPTH) {
+            None => {}
+            Some(JsonProblem::TooDeep { path }) => {
+                return Err(format!(
+                    "`{}{path}` is nested more than {MAX_METADATA_DEPTH} levels deep (the \
+                     metadata object counts as one); flatten it",
+                    printable_key(key)
+                ));
+            }
+            Some(JsonProblem::Nul { path }) => {
+                return Err(format!(
+                    "`{}{path}` contains NUL, which jsonb cannot store",
+                    printable_key(key)
+                ));
             }
         }
     }
+    // Bounded depth: serializing cannot exhaust the stack.
+    let size = serde_json::to_vec(map).map_or(usize::MAX, |v| v.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(format!(
+            "{size} bytes as JSON, over the {MAX_METADATA_BYTES}-byte limit; keep large data \
+             elsewhere and reference it"
+        ));
+    }
     Ok(())
+}
+
+/// Decodes metadata read as text (`metadata::text`) without ever failing:
+/// see [`METADATA_READ_DEPTH`].
+fn decode_metadata(raw: Option<String>, chunk: Uuid) -> Option<Json> {
+    let raw = raw?;
+    if json_text_depth(&raw) <= METADATA_READ_DEPTH
+        && let Ok(value) = serde_json::from_str(&raw)
+    {
+        return Some(value);
+    }
+    tracing::warn!(
+        %chunk,
+        "chunk metadata nested deeper than {METADATA_READ_DEPTH} levels: too-deep values are \
+         returned as JSON text"
+    );
+    // Skipping a value (RawValue) does not recurse, whatever its depth.
+    let top: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        match serde_json::from_str(&raw) {
+            Ok(top) => top,
+            Err(_) => return Some(Json::String(raw)),
+        };
+    let map = top
+        .into_iter()
+        .map(|(key, value)| {
+            let text = value.get();
+            let decoded = (json_text_depth(text) < METADATA_READ_DEPTH)
+                .then(|| serde_json::from_str(text).ok())
+                .flatten()
+                .unwrap_or_else(|| Json::String(text.to_owned()));
+            (key, decoded)
+        })
+        .collect();
+    Some(Json::Object(map))
 }
 
 /// The header of PostgreSQL's binary `COPY` format.

@@ -1,6 +1,6 @@
 //! The error type returned by every fallible function of this crate.
 
-use sea_orm::{DbErr, SqlErr};
+use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, SqlErr};
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -67,24 +67,165 @@ pub enum Error {
     Database(#[source] DbErr),
 }
 
-/// What [`Error::Unavailable`] says when nothing more specific is known.
-pub(crate) const UNAVAILABLE_REASON: &str = "could not connect, or the connection was lost. \
-    Check that the server is running and DATABASE_URL is right; for the local database run \
-    `scripts/db-up`";
+impl Error {
+    /// Gives a connection-level failure the target it concerns, when it
+    /// does not name one yet.
+    pub(crate) fn with_target(self, target: &str) -> Self {
+        match self {
+            Error::Unavailable {
+                target: t,
+                reason,
+                source,
+            } if t.is_empty() => Error::Unavailable {
+                target: target.to_owned(),
+                reason,
+                source,
+            },
+            other => other,
+        }
+    }
+
+    /// A standby cancelled the statement because it conflicted with the
+    /// replay of the primary's changes (the same read can run on the
+    /// primary).
+    pub(crate) fn is_recovery_conflict(&self) -> bool {
+        matches!(self, Error::Database(e)
+            if matches!(pgconn::sqlstate(e).as_deref(), Some("40001" | "57P04")))
+    }
+
+    /// True for [`Error::Unavailable`]: the call may succeed later or
+    /// elsewhere (another replica, after the server is back).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+}
 
 impl From<DbErr> for Error {
     fn from(err: DbErr) -> Self {
-        match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(message)) => Error::Conflict { message },
-            _ => match err {
-                DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Error::Unavailable {
-                    target: "the configured database".into(),
-                    reason: UNAVAILABLE_REASON.into(),
-                    source: err,
-                },
-                other => Error::Database(other),
-            },
+        if let Some(SqlErr::UniqueConstraintViolation(message)) = err.sql_err() {
+            return Error::Conflict { message };
         }
+        match connection_failure(&err) {
+            Some(reason) => Error::Unavailable {
+                target: String::new(),
+                reason,
+                source: err,
+            },
+            None => Error::Database(err),
+        }
+    }
+}
+
+/// Why `err` is a connection-level failure (the server is down, unreachable,
+/// restarting, refusing connections, or a read-only standby), or `None` for
+/// an error of the statement itself.
+fn connection_failure(err: &DbErr) -> Option<String> {
+    const CHECK: &str = "Check that the server is running and reachable and that DATABASE_URL \
+        is right; for the local database run `scripts/db-up`";
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => {
+            return Some(format!(
+                "no pooled connection became available within the acquire timeout: the server \
+                 is down or unreachable, or every connection of the pool is busy. {CHECK}"
+            ));
+        }
+        DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) => {
+            return Some(format!("the connection was closed. {CHECK}"));
+        }
+        // Opening a connection failed: always connection-level, whatever
+        // the server said (wrong password, missing database, ...).
+        DbErr::Conn(RuntimeErr::SqlxError(e)) => {
+            return Some(sqlx_failure(e).unwrap_or_else(|| {
+                let code = e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .unwrap_or_default();
+                match code.as_ref() {
+                    "28P01" => "the server rejected the password: check the role and password \
+                                in DATABASE_URL"
+                        .to_owned(),
+                    "28000" => "the server refused this login (its pg_hba.conf has no entry \
+                                for this host, role, database and SSL setting, or the role may \
+                                not log in)"
+                        .to_owned(),
+                    "3D000" => "the database does not exist on this server: check the name \
+                                in DATABASE_URL (locally `scripts/db-up` creates it)"
+                        .to_owned(),
+                    code => format!("the server refused the connection (SQLSTATE {code})"),
+                }
+            }));
+        }
+        DbErr::Conn(_) => return Some(format!("could not connect. {CHECK}")),
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            e.as_ref()
+        }
+        _ => return None,
+    };
+    sqlx_failure(sqlx)
+}
+
+/// The connection-level reading of a sqlx error, if it is one.
+fn sqlx_failure(sqlx: &sea_orm::sqlx::Error) -> Option<String> {
+    const CHECK: &str = "Check that the server is running and reachable and that DATABASE_URL \
+        is right; for the local database run `scripts/db-up`";
+    use sea_orm::sqlx::Error as Sqlx;
+    match sqlx {
+        Sqlx::Io(e) => Some(format!(
+            "the connection failed or was lost ({}). {CHECK}",
+            e.kind()
+        )),
+        Sqlx::Tls(_) => Some(
+            "the TLS handshake with the server failed: check sslmode, sslrootcert and the \
+             server's certificate"
+                .to_owned(),
+        ),
+        Sqlx::PoolTimedOut => Some(format!(
+            "no pooled connection became available within the acquire timeout: the server is \
+             down or unreachable, or every connection of the pool is busy. {CHECK}"
+        )),
+        Sqlx::PoolClosed => Some("the connection pool was closed".to_owned()),
+        Sqlx::WorkerCrashed => Some("the connection's background worker crashed".to_owned()),
+        Sqlx::Protocol(p) => Some(format!(
+            "the server broke the protocol ({p}); a pooler between the application and \
+             PostgreSQL may not support it"
+        )),
+        Sqlx::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if pgconn::diagnose::kind_of_server_error(Some(&code), db.message())
+                == pgconn::diagnose::FailureKind::PoolerWithoutPreparedStatements
+            {
+                return Some(
+                    "a connection pooler in transaction mode lost this connection's prepared \
+                     statements (PgBouncer before 1.21, or max_prepared_statements = 0): \
+                     upgrade to PgBouncer 1.21 or newer and set max_prepared_statements, use \
+                     session mode, or connect to PostgreSQL directly"
+                        .to_owned(),
+                );
+            }
+            match code.as_ref() {
+                "57P01" | "57P02" => Some(
+                    "the server terminated the connection (it is shutting down, restarting or \
+                     recovering from a crash); try again in a moment"
+                        .to_owned(),
+                ),
+                "57P03" => Some("the server is starting up; try again in a moment".to_owned()),
+                "53300" => Some(
+                    "the server has no connection slot left (max_connections); lower the pool \
+                     size or use a pooler"
+                        .to_owned(),
+                ),
+                "25006" => Some(
+                    "the server is a read-only hot standby: writes need the primary (check \
+                     DATABASE_URL points at the primary, not a replica)"
+                        .to_owned(),
+                ),
+                c if c.starts_with("08") => {
+                    Some(format!("the connection failed (SQLSTATE {c}). {CHECK}"))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 

@@ -6,20 +6,27 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | connection pool from `DATABASE_URL` or explicit settings, readiness check |
+//! | [`config`] | [`DbConfig`] (from `DATABASE_URL` or explicit), [`DbConfig::connect`], readiness check |
+//! | [`Db`], [`Session`], [`Primary`] | the handle: primary and replica pools, read-your-writes sessions, forcing the primary |
+//! | [`Store`] | what data functions run on: `Db`, `Session`, `Primary`, a `DatabaseConnection` or a caller's `DatabaseTransaction` |
 //! | [`profiles`] | upsert profiles from Firebase auth data, lookup, delete with everything the user owns |
 //! | [`preferences`] | interview preferences with defaults and validated partial updates |
 //! | [`resumes`] | resumes with the PDF in the database or as a path, listing without PDF bytes |
 //! | [`chunks`] | atomic bulk replacement of a resume's chunks, semantic search |
 //! | [`embedding`] | validated 768-dimension embeddings |
+//! | [`legacy`] | data imported from the TypeScript app: lookups by its integer ids, primary resume |
 //! | [`tuning`] | search tuning policies (`ef_search` by table size) |
 //! | [`error`] | the [`Error`] type |
 //! | [`net`] | `TCP_NODELAY` on the pool's sockets at run time (sqlx 0.9.0 stopped setting it) |
 //! | `testing` | (feature `testing`) an isolated migrated database per test |
 //!
-//! Data functions take any [`sea_orm::ConnectionTrait`] (a pool or a
-//! transaction), except [`chunks::replace_resume_chunks`], which needs the
-//! pool for `COPY`.
+//! Data functions take any [`Store`]: the [`Db`] handle (reads may go to a
+//! replica, writes go to the primary, the configured schema and search
+//! settings apply inside each call's transaction, so they hold behind a
+//! transaction-mode pooler), a [`Session`] (read-your-writes), a plain
+//! SeaORM connection, or a caller's transaction (everything then runs
+//! inside it; the chunk-replacing functions need a pool for `COPY`). Every
+//! call is bounded by [`DbConfig::call_timeout`].
 //!
 //! ```no_run
 //! use mockinterview_db::{profiles, resumes, DbConfig};
@@ -37,13 +44,18 @@
 
 pub mod chunks;
 pub mod config;
+mod db;
 pub mod embedding;
 pub mod error;
+pub mod legacy;
 pub mod net;
 pub mod preferences;
 pub mod profiles;
+mod replica;
 pub mod resumes;
+mod store;
 pub mod tuning;
+mod validate;
 /// Test fixtures (feature `testing`): an isolated, migrated database per
 /// test. See the `test-db` crate.
 #[cfg(feature = "testing")]
@@ -51,7 +63,10 @@ pub use test_db as testing;
 
 pub use chunks::{ChunkMatch, NewChunk, SearchQuery, SearchScope};
 pub use config::{DbConfig, Readiness, connect_from_env, readiness, require_pgvector};
+pub use db::{Db, Primary, ReadToken, Session};
 pub use embedding::Embedding;
 pub use entity;
 pub use error::{Error, Result};
 pub use migration::{self, Migrator, MigratorTrait};
+pub use replica::Replica;
+pub use store::Store;

@@ -1,5 +1,5 @@
-//! `TCP_NODELAY` on the pool's connections, at run time, and a warning when
-//! that is impossible.
+//! `TCP_NODELAY` (and keepalive, the user timeout) on the pool's
+//! connections, at run time, and a warning when that is impossible.
 //!
 //! sqlx 0.9.0 no longer sets `TCP_NODELAY` (launchbadge/sqlx#4335, fixed
 //! upstream by PR #4336, not released yet). Nagle's algorithm then holds the
@@ -9,7 +9,10 @@
 //! A `[patch.crates-io]` only applies inside this workspace, so the library
 //! fixes the sockets itself: after sqlx opens a pooled connection, a pool
 //! `after_connect` hook finds the process's TCP sockets to the server and
-//! sets `TCP_NODELAY` where it is off ([`pgconn::socket`], Linux 5.6+).
+//! sets `TCP_NODELAY` where it is off ([`pgconn::socket`], Linux 5.6+). The
+//! same hook enables TCP keepalive and `TCP_USER_TIMEOUT`
+//! ([`crate::DbConfig::tcp_keepalive`], [`crate::DbConfig::tcp_user_timeout`]),
+//! which sqlx does not expose either.
 //!
 //! When it can neither find the option set (a patched or fixed sqlx) nor
 //! set it, the library logs one `tracing` warning per process with what the
@@ -45,6 +48,7 @@ struct Server {
     host: String,
     port: u16,
     target: String,
+    tuning: SocketTuning,
     addrs: Mutex<Vec<SocketAddr>>,
 }
 
@@ -53,6 +57,7 @@ struct Server {
 pub(crate) fn with_socket_tuning(
     pool: PoolOptions<Postgres>,
     url: &DbUrl,
+    tuning: SocketTuning,
 ) -> PoolOptions<Postgres> {
     if url.connect_options().get_socket().is_some() {
         return pool;
@@ -61,6 +66,7 @@ pub(crate) fn with_socket_tuning(
         host: url.connect_options().get_host().to_owned(),
         port: url.port(),
         target: url.target(),
+        tuning,
         addrs: Mutex::new(Vec::new()),
     });
     pool.after_connect(move |_conn, _meta| {
@@ -114,7 +120,7 @@ async fn tune_new_connection(server: &Server) {
 async fn tune_or_check(server: &Server, enabled: bool) -> Result<TuneReport, SocketError> {
     let addrs = resolve(server, false).await;
     if enabled {
-        return socket::tune_connections_to(&addrs, &SocketTuning::NODELAY);
+        return socket::tune_connections_to(&addrs, &server.tuning);
     }
     let states = socket::connections_to(&addrs)?;
     let on = states.iter().filter(|s| s.nodelay).count();

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, is_foreign_key_violation};
+use crate::store::{Op, Store};
 
 /// Shortest allowed interview, in minutes.
 pub const MIN_DURATION_MINUTES: u16 = 1;
@@ -15,8 +16,12 @@ pub const MIN_DURATION_MINUTES: u16 = 1;
 pub const MAX_DURATION_MINUTES: u16 = 240;
 /// Most languages a user can list.
 pub const MAX_LANGUAGES: usize = 20;
-/// Longest language name, in characters.
+/// Longest language name, in characters (one line: no control characters;
+/// trimmed; NUL and invisible-only names are refused).
 pub const MAX_LANGUAGE_CHARS: usize = 50;
+
+const LANGUAGE: crate::validate::TextRule =
+    crate::validate::TextRule::line("languages", MAX_LANGUAGE_CHARS);
 
 /// A user's effective preferences (stored values, or the defaults).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +71,8 @@ pub struct PreferencesUpdate {
     pub difficulty: Option<Difficulty>,
     /// New length in minutes (1 to 240).
     pub duration_minutes: Option<u16>,
-    /// New language list (replaces the old one; trimmed, duplicates removed).
+    /// New language list (replaces the old one; trimmed, duplicates removed;
+    /// each 1 to [`MAX_LANGUAGE_CHARS`] characters on one line).
     pub languages: Option<Vec<String>>,
     /// New theme.
     pub theme: Option<Theme>,
@@ -89,6 +95,7 @@ impl PreferencesUpdate {
             let mut out: Vec<String> = Vec::with_capacity(langs.len());
             for lang in langs {
                 let lang = lang.trim();
+                LANGUAGE.check(lang)?;
                 if lang.is_empty() || lang.chars().count() > MAX_LANGUAGE_CHARS {
                     return Err(Error::Validation {
                         field: "languages",
@@ -165,16 +172,22 @@ pub fn parse_theme(s: &str) -> Result<Theme> {
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn preferences<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Preferences> {
+pub async fn preferences<S: Store + ?Sized>(db: &S, user_id: Uuid) -> Result<Preferences> {
+    db.route()
+        .read(Op::Plain, |c| async move { find(&c, user_id).await })
+        .await
+}
+
+async fn find<C: ConnectionTrait>(c: &C, user_id: Uuid) -> Result<Preferences> {
     if let Some(row) = Entity::find()
         .filter(Column::UserId.eq(user_id))
-        .one(db)
+        .one(c)
         .await?
     {
         return Ok(row.into());
     }
     // No row: distinguish "no preferences yet" from "no such user".
-    crate::profiles::profile_by_id(db, user_id).await?;
+    crate::profiles::find_by_id(c, user_id).await?;
     Ok(Preferences::default())
 }
 
@@ -197,14 +210,19 @@ pub async fn preferences<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Pr
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn update_preferences<C: ConnectionTrait>(
-    db: &C,
+pub async fn update_preferences<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     update: PreferencesUpdate,
 ) -> Result<Preferences> {
     let update = update.validated()?;
     if update.is_empty() {
-        return preferences(db, user_id).await;
+        // Nothing to write: the current values, from the primary like the
+        // answer to a write.
+        return db
+            .route()
+            .primary_read(Op::Plain, |c| async move { find(&c, user_id).await })
+            .await;
     }
     let mut row = user_preferences::ActiveModel {
         user_id: Set(user_id),
@@ -227,21 +245,25 @@ pub async fn update_preferences<C: ConnectionTrait>(
         row.theme = Set(v);
         changed.push(Column::Theme);
     }
-    let saved = Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(Column::UserId)
-                .update_columns(changed)
-                .to_owned(),
-        )
-        .exec_with_returning(db)
+    db.route()
+        .write(Op::Plain, |c| async move {
+            let saved = Entity::insert(row)
+                .on_conflict(
+                    OnConflict::column(Column::UserId)
+                        .update_columns(changed)
+                        .to_owned(),
+                )
+                .exec_with_returning(&c)
+                .await
+                .map_err(|e| {
+                    // The profile does not exist.
+                    if is_foreign_key_violation(&e) {
+                        crate::profiles::not_found(user_id)
+                    } else {
+                        Error::from(e)
+                    }
+                })?;
+            Ok(saved.into())
+        })
         .await
-        .map_err(|e| {
-            // The profile does not exist.
-            if is_foreign_key_violation(&e) {
-                crate::profiles::not_found(user_id)
-            } else {
-                Error::from(e)
-            }
-        })?;
-    Ok(saved.into())
 }

@@ -5,35 +5,74 @@
 //! user's rows: a resume id of another user is reported as not found.
 
 use entity::resumes::{self, Column, Entity};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, QueryTrait, StatementBuilder,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, is_foreign_key_violation};
+use crate::store::{Op, Store};
+use crate::validate::{Chars, TextRule, invalid};
 
 /// Default limit for PDFs stored in the database: 1 MiB. Larger files belong
-/// in file storage, recorded with [`PdfUpload::Path`].
+/// in file storage, recorded with [`PdfUpload::path`].
 pub const DEFAULT_MAX_INLINE_PDF_BYTES: usize = 1024 * 1024;
+
+/// Hard ceiling of [`PdfUpload::inline_with_limit`]: 64 MiB, whatever limit
+/// the caller passes (a `bytea` value travels and is stored whole).
+pub const MAX_INLINE_PDF_BYTES: usize = 64 * 1024 * 1024;
 
 /// Every PDF starts with this signature.
 pub const PDF_SIGNATURE: &[u8] = b"%PDF-";
 
-/// Where a new resume's PDF goes.
+/// Longest title, in characters (one line, not blank, not padded).
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest original file name, in bytes (the common file-system limit).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+/// Longest path of a PDF stored outside the database, in bytes.
+pub const MAX_FILE_PATH_BYTES: usize = 1024;
+/// Largest extracted text, in bytes (1 MiB: a long resume is ~50 KiB).
+pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
+
+const TITLE: TextRule = TextRule::line("title", MAX_TITLE_CHARS);
+const FILE_NAME: TextRule = TextRule {
+    max_chars: MAX_FILE_NAME_BYTES,
+    max_bytes: MAX_FILE_NAME_BYTES,
+    ..TextRule::line("file_name", MAX_FILE_NAME_BYTES)
+};
+const FILE_PATH: TextRule = TextRule {
+    max_chars: MAX_FILE_PATH_BYTES,
+    max_bytes: MAX_FILE_PATH_BYTES,
+    chars: Chars::Visible,
+    ..TextRule::line("file_path", MAX_FILE_PATH_BYTES)
+};
+const CONTENT: TextRule = TextRule {
+    field: "content",
+    max_chars: MAX_CONTENT_BYTES,
+    max_bytes: MAX_CONTENT_BYTES,
+    chars: Chars::Any,
+    blank_ok: true,
+    padding_ok: true,
+};
+
+/// Where a new resume's PDF goes: the bytes, stored in the database, or the
+/// path of a file stored elsewhere.
+///
+/// Only the constructors make one, and they check the value, so a
+/// `PdfUpload` in hand is always valid: inline bytes are non-empty, start
+/// with `%PDF-` and are within the limit; a path is 1 to
+/// [`MAX_FILE_PATH_BYTES`] bytes on one line without control or invisible
+/// characters or surrounding whitespace, with a size of at least one byte.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PdfUpload {
-    /// Store the bytes in `resumes.file_data` (checked by [`PdfUpload::inline`]).
+pub struct PdfUpload(Pdf);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Pdf {
     Inline(Vec<u8>),
-    /// The PDF is stored outside the database, at `path`, and is `size_bytes` long.
-    Path {
-        /// Location in the application's file storage.
-        path: String,
-        /// Size of the file in bytes.
-        size_bytes: u64,
-    },
+    Path { path: String, size_bytes: u64 },
 }
 
 impl PdfUpload {
@@ -41,56 +80,119 @@ impl PdfUpload {
     ///
     /// # Errors
     /// As [`PdfUpload::inline_with_limit`].
+    ///
+    /// ```
+    /// use mockinterview_db::resumes::PdfUpload;
+    /// assert!(PdfUpload::inline(b"%PDF-1.7 ...".to_vec()).is_ok());
+    /// assert!(PdfUpload::inline(b"GIF89a".to_vec()).is_err());
+    /// assert!(PdfUpload::inline(Vec::new()).is_err());
+    /// ```
     pub fn inline(bytes: Vec<u8>) -> Result<Self> {
         Self::inline_with_limit(bytes, DEFAULT_MAX_INLINE_PDF_BYTES)
     }
 
-    /// A PDF to store in the database, at most `max_bytes` long.
+    /// A PDF to store in the database, at most `max_bytes` long (and never
+    /// more than [`MAX_INLINE_PDF_BYTES`]).
     ///
     /// # Errors
-    /// [`Error::Validation`] (field `file_data`) when the bytes do not start
-    /// with `%PDF-` or exceed `max_bytes` (the message suggests path storage).
+    /// [`Error::Validation`] (field `file_data`) when the bytes are empty, do
+    /// not start with `%PDF-`, or exceed the limit (the message suggests path
+    /// storage).
     pub fn inline_with_limit(bytes: Vec<u8>, max_bytes: usize) -> Result<Self> {
+        let max_bytes = max_bytes.min(MAX_INLINE_PDF_BYTES);
+        if bytes.is_empty() {
+            return Err(invalid("file_data", "the file is empty".into()));
+        }
         if !bytes.starts_with(PDF_SIGNATURE) {
-            return Err(Error::Validation {
-                field: "file_data",
-                reason: "not a PDF: the file does not start with the %PDF- signature".into(),
-            });
+            return Err(invalid(
+                "file_data",
+                "not a PDF: the file does not start with the %PDF- signature".into(),
+            ));
         }
         if bytes.len() > max_bytes {
-            return Err(Error::Validation {
-                field: "file_data",
-                reason: format!(
+            return Err(invalid(
+                "file_data",
+                format!(
                     "the PDF is {} bytes, over the {max_bytes}-byte limit for PDFs stored in \
-                     the database; store the file elsewhere and record it with PdfUpload::Path",
+                     the database; store the file elsewhere and record it with PdfUpload::path",
                     bytes.len()
                 ),
-            });
+            ));
         }
-        Ok(Self::Inline(bytes))
+        Ok(Self(Pdf::Inline(bytes)))
     }
 
-    /// A PDF stored outside the database.
+    /// A PDF stored outside the database, at `path`, `size_bytes` long.
     ///
     /// # Errors
-    /// [`Error::Validation`] (field `file_path`) for an empty path.
+    /// [`Error::Validation`] (field `file_path`) for an empty, blank, padded
+    /// or over-long path or one with control or invisible characters; (field
+    /// `file_size`) for a size of 0 (no PDF is empty: 0 means the size was
+    /// not measured) or above `i64::MAX`.
+    ///
+    /// ```
+    /// use mockinterview_db::resumes::PdfUpload;
+    /// assert!(PdfUpload::path("s3://bucket/cv.pdf", 48_213).is_ok());
+    /// assert!(PdfUpload::path("", 10).is_err());
+    /// assert!(PdfUpload::path("s3://bucket/cv.pdf", 0).is_err());
+    /// ```
     pub fn path(path: impl Into<String>, size_bytes: u64) -> Result<Self> {
         let path = path.into();
-        if path.trim().is_empty() {
-            return Err(Error::Validation {
-                field: "file_path",
-                reason: "must not be empty".into(),
-            });
+        FILE_PATH.check(&path)?;
+        if size_bytes == 0 || i64::try_from(size_bytes).is_err() {
+            return Err(invalid(
+                "file_size",
+                format!(
+                    "{size_bytes} is not a PDF's size; give the file's length in bytes (1 to 2^63-1)"
+                ),
+            ));
         }
-        Ok(Self::Path { path, size_bytes })
+        Ok(Self(Pdf::Path { path, size_bytes }))
     }
 
-    fn size(&self) -> u64 {
-        match self {
-            Self::Inline(bytes) => bytes.len() as u64,
-            Self::Path { size_bytes, .. } => *size_bytes,
+    /// The PDF's size in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        match &self.0 {
+            Pdf::Inline(bytes) => bytes.len() as u64,
+            Pdf::Path { size_bytes, .. } => *size_bytes,
         }
     }
+
+    /// True when the bytes go into the database.
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Pdf::Inline(_))
+    }
+
+    /// The bytes, when stored inline.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Pdf::Inline(bytes) => Some(bytes),
+            Pdf::Path { .. } => None,
+        }
+    }
+
+    /// The path, when stored outside the database.
+    pub fn file_path(&self) -> Option<&str> {
+        match &self.0 {
+            Pdf::Inline(_) => None,
+            Pdf::Path { path, .. } => Some(path),
+        }
+    }
+
+    /// `(file_path, file_data)` for the row.
+    fn into_columns(self) -> (Option<String>, Option<Vec<u8>>) {
+        match self.0 {
+            Pdf::Inline(bytes) => (None, Some(bytes)),
+            Pdf::Path { path, .. } => (Some(path), None),
+        }
+    }
+}
+
+/// Checks extracted resume text: at most [`MAX_CONTENT_BYTES`], no NUL
+/// (line breaks, tabs and other control characters from PDF extraction are
+/// kept; empty text is accepted).
+fn check_content(content: &str) -> Result<()> {
+    CONTENT.check(content)
 }
 
 /// What [`create_resume`] needs.
@@ -98,13 +200,16 @@ impl PdfUpload {
 pub struct NewResume {
     /// Owner (`user_profiles.id`).
     pub user_id: Uuid,
-    /// Title shown to the user.
+    /// Title shown to the user: 1 to [`MAX_TITLE_CHARS`] characters on one
+    /// line (no control characters), not blank, no surrounding whitespace.
     pub title: String,
-    /// Original file name.
+    /// Original file name: 1 to [`MAX_FILE_NAME_BYTES`] bytes on one line,
+    /// not blank, no surrounding whitespace.
     pub file_name: String,
     /// The PDF, inline or as a path.
     pub pdf: PdfUpload,
-    /// Extracted text, if already available.
+    /// Extracted text, if already available (at most
+    /// [`MAX_CONTENT_BYTES`], no NUL).
     pub content: Option<String>,
 }
 
@@ -157,8 +262,9 @@ pub enum StoredPdf {
 /// Creates a resume. The PDF was validated when the [`PdfUpload`] was made.
 ///
 /// # Errors
-/// [`Error::Validation`] for an empty title or file name (nothing written),
-/// [`Error::NotFound`] when the user does not exist.
+/// [`Error::Validation`] for a title, file name or content breaking the
+/// rules of [`NewResume`] (nothing written), [`Error::NotFound`] when the
+/// user does not exist.
 ///
 /// ```no_run
 /// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, bytes: Vec<u8>) -> mockinterview_db::Result<()> {
@@ -174,23 +280,15 @@ pub enum StoredPdf {
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, new), fields(user_id = %new.user_id, title = %new.title))]
-pub async fn create_resume<C: ConnectionTrait>(db: &C, new: NewResume) -> Result<ResumeSummary> {
-    for (field, value) in [("title", &new.title), ("file_name", &new.file_name)] {
-        if value.trim().is_empty() {
-            return Err(Error::Validation {
-                field,
-                reason: "must not be empty".into(),
-            });
-        }
+pub async fn create_resume<S: Store + ?Sized>(db: &S, new: NewResume) -> Result<ResumeSummary> {
+    TITLE.check(&new.title)?;
+    FILE_NAME.check(&new.file_name)?;
+    if let Some(content) = &new.content {
+        check_content(content)?;
     }
-    let size = i64::try_from(new.pdf.size()).map_err(|_| Error::Validation {
-        field: "file_size",
-        reason: "larger than 2^63 bytes".into(),
-    })?;
-    let (file_path, file_data) = match new.pdf {
-        PdfUpload::Inline(bytes) => (None, Some(bytes)),
-        PdfUpload::Path { path, .. } => (Some(path), None),
-    };
+    // Checked by PdfUpload::path (inline sizes are far below).
+    let size = i64::try_from(new.pdf.size_bytes()).unwrap_or(i64::MAX);
+    let (file_path, file_data) = new.pdf.into_columns();
     let row = resumes::ActiveModel {
         user_id: Set(new.user_id),
         title: Set(new.title),
@@ -201,18 +299,47 @@ pub async fn create_resume<C: ConnectionTrait>(db: &C, new: NewResume) -> Result
         file_data: Set(file_data),
         ..Default::default()
     };
-    let id = Entity::insert(row)
-        .exec(db)
+    // One round trip: the INSERT returns the summary columns only (not the
+    // PDF bytes it just stored).
+    let user_id = new.user_id;
+    let mut insert = Entity::insert(row).into_query();
+    insert.returning(Query::returning().exprs(summary_columns()));
+    let insert = StatementBuilder::build(&insert, &sea_orm::DbBackend::Postgres);
+    db.route()
+        .write(Op::Plain, |c| async move {
+            ResumeSummary::find_by_statement(insert)
+                .one(&c)
+                .await
+                .map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        crate::profiles::not_found(user_id)
+                    } else {
+                        Error::from(e)
+                    }
+                })?
+                .ok_or_else(|| Error::Config("INSERT ... RETURNING returned no row".into()))
+        })
         .await
-        .map_err(|e| {
-            if is_foreign_key_violation(&e) {
-                crate::profiles::not_found(new.user_id)
-            } else {
-                Error::from(e)
-            }
-        })?
-        .last_insert_id;
-    resume(db, new.user_id, id).await.map(|d| d.summary)
+}
+
+/// The columns of a [`ResumeSummary`], for `RETURNING`. `IS NOT NULL` reads
+/// the null bitmap only, never the PDF or the text.
+fn summary_columns() -> Vec<Expr> {
+    [
+        "id",
+        "user_id",
+        "title",
+        "file_name",
+        "file_path",
+        "file_size",
+        "created_at",
+        "updated_at",
+        "file_data IS NOT NULL AS stored_inline",
+        "content IS NOT NULL AS has_content",
+    ]
+    .into_iter()
+    .map(Expr::cust)
+    .collect()
 }
 
 fn summary_query() -> sea_orm::Select<Entity> {
@@ -246,14 +373,18 @@ fn summary_query() -> sea_orm::Select<Entity> {
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn list_resumes<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Vec<ResumeSummary>> {
-    Ok(summary_query()
-        .filter(Column::UserId.eq(user_id))
-        .order_by_desc(Column::CreatedAt)
-        .order_by_desc(Column::Id)
-        .into_model::<ResumeSummary>()
-        .all(db)
-        .await?)
+pub async fn list_resumes<S: Store + ?Sized>(db: &S, user_id: Uuid) -> Result<Vec<ResumeSummary>> {
+    db.route()
+        .read(Op::Plain, |c| async move {
+            Ok(summary_query()
+                .filter(Column::UserId.eq(user_id))
+                .order_by_desc(Column::CreatedAt)
+                .order_by_desc(Column::Id)
+                .into_model::<ResumeSummary>()
+                .all(&c)
+                .await?)
+        })
+        .await
 }
 
 /// One of the user's resumes with its extracted text, without PDF bytes.
@@ -268,7 +399,19 @@ pub async fn list_resumes<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<V
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn resume<C: ConnectionTrait>(
+pub async fn resume<S: Store + ?Sized>(
+    db: &S,
+    user_id: Uuid,
+    resume_id: Uuid,
+) -> Result<ResumeDetail> {
+    db.route()
+        .read(Op::Plain, |c| async move {
+            find_detail(&c, user_id, resume_id).await
+        })
+        .await
+}
+
+async fn find_detail<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
     resume_id: Uuid,
@@ -309,20 +452,25 @@ pub async fn resume<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn resume_pdf<C: ConnectionTrait>(
-    db: &C,
+pub async fn resume_pdf<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
 ) -> Result<StoredPdf> {
-    let (path, data): (Option<String>, Option<Vec<u8>>) = Entity::find()
-        .select_only()
-        .columns([Column::FilePath, Column::FileData])
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::Id.eq(resume_id))
-        .into_tuple()
-        .one(db)
-        .await?
-        .ok_or_else(|| not_found(resume_id))?;
+    let (path, data): (Option<String>, Option<Vec<u8>>) = db
+        .route()
+        .read(Op::Plain, |c| async move {
+            Entity::find()
+                .select_only()
+                .columns([Column::FilePath, Column::FileData])
+                .filter(Column::UserId.eq(user_id))
+                .filter(Column::Id.eq(resume_id))
+                .into_tuple()
+                .one(&c)
+                .await?
+                .ok_or_else(|| not_found(resume_id))
+        })
+        .await?;
     Ok(match (data, path) {
         (Some(bytes), _) => StoredPdf::Inline(bytes),
         (None, Some(path)) => StoredPdf::Path(path),
@@ -333,6 +481,8 @@ pub async fn resume_pdf<C: ConnectionTrait>(
 /// Records the text extracted from the resume's PDF.
 ///
 /// # Errors
+/// [`Error::Validation`] (field `content`) for text over
+/// [`MAX_CONTENT_BYTES`] or holding NUL (nothing written);
 /// [`Error::NotFound`] when the user has no resume with this id.
 ///
 /// ```no_run
@@ -341,22 +491,27 @@ pub async fn resume_pdf<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, content))]
-pub async fn update_resume_content<C: ConnectionTrait>(
-    db: &C,
+pub async fn update_resume_content<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
     content: &str,
 ) -> Result<()> {
-    let res = Entity::update_many()
-        .col_expr(Column::Content, Expr::value(content))
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::Id.eq(resume_id))
-        .exec(db)
-        .await?;
-    if res.rows_affected == 0 {
-        return Err(not_found(resume_id));
-    }
-    Ok(())
+    check_content(content)?;
+    db.route()
+        .write(Op::Plain, |c| async move {
+            let res = Entity::update_many()
+                .col_expr(Column::Content, Expr::value(content))
+                .filter(Column::UserId.eq(user_id))
+                .filter(Column::Id.eq(resume_id))
+                .exec(&c)
+                .await?;
+            if res.rows_affected == 0 {
+                return Err(not_found(resume_id));
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// Deletes the resume and its chunks (migration 004's trigger deletes the
@@ -371,20 +526,24 @@ pub async fn update_resume_content<C: ConnectionTrait>(
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db))]
-pub async fn delete_resume<C: ConnectionTrait>(
-    db: &C,
+pub async fn delete_resume<S: Store + ?Sized>(
+    db: &S,
     user_id: Uuid,
     resume_id: Uuid,
 ) -> Result<()> {
-    let res = Entity::delete_many()
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::Id.eq(resume_id))
-        .exec(db)
-        .await?;
-    if res.rows_affected == 0 {
-        return Err(not_found(resume_id));
-    }
-    Ok(())
+    db.route()
+        .write(Op::Plain, |c| async move {
+            let res = Entity::delete_many()
+                .filter(Column::UserId.eq(user_id))
+                .filter(Column::Id.eq(resume_id))
+                .exec(&c)
+                .await?;
+            if res.rows_affected == 0 {
+                return Err(not_found(resume_id));
+            }
+            Ok(())
+        })
+        .await
 }
 
 pub(crate) fn not_found(resume_id: Uuid) -> Error {

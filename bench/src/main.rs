@@ -17,6 +17,7 @@
 mod build;
 mod corpus;
 mod fixture;
+mod import;
 mod ingest;
 mod raw;
 mod report;
@@ -32,7 +33,6 @@ use clap::{Parser, ValueEnum};
 use mockinterview_db::DbConfig;
 use mockinterview_db::MigratorTrait;
 use pgconn::DbUrl;
-use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::corpus::Corpus;
@@ -78,6 +78,8 @@ pub enum Section {
     Fixture,
     /// 6: migrate up on an empty database, verify on a migrated one.
     Migrate,
+    /// 7: `migration import` of a legacy v3 database vs raw binary COPY.
+    Import,
 }
 
 /// Command line.
@@ -146,6 +148,10 @@ pub struct Args {
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     keep: bool,
+    /// Import section: also time both sides once with the HNSW index kept
+    /// during the load (slow).
+    #[arg(long)]
+    import_keep_index: bool,
     /// Directory for results.md and recall_latency.csv.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -274,8 +280,8 @@ pub struct Ctx {
     pub url: String,
     /// Name of the benchmark database.
     pub db_name: String,
-    /// The library's pool (DbConfig::new(url).connect(): ef_search 100).
-    pub db: DatabaseConnection,
+    /// The library's handle (DbConfig::new(url).connect(): ef_search 100).
+    pub db: mockinterview_db::Db,
     /// A raw tokio-postgres connection to the benchmark database.
     pub raw: tokio_postgres::Client,
     /// pgvector's `vector` type in this database.
@@ -331,7 +337,8 @@ impl Ctx {
     /// a server that has been answering searches), so latencies do not
     /// depend on what earlier sections evicted.
     pub async fn prewarm(&self, index: &str) -> Result<(), BoxError> {
-        self.sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm").await?;
+        self.sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            .await?;
         let blocks: i64 = self
             .raw
             .query_one(&format!("SELECT pg_prewarm('{index}')"), &[])
@@ -371,7 +378,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
     } else {
         None
     };
-    let db_name = format!("mi_bench_{}", args.scale_name());
+    // `--only import` works in databases of its own (`mi_import_bench_*`)
+    // and must not recreate the `mi_bench_<scale>` of a concurrent run.
+    let prefix = if args.only == [Section::Import] {
+        "mi_import_bench"
+    } else {
+        "mi_bench"
+    };
+    let db_name = format!("{prefix}_{}", args.scale_name());
     let url = admin_url.with_database(&db_name).as_str().to_owned();
     let reused = args.reuse && reusable(&url, args.chunks()).await;
     if reused {
@@ -479,6 +493,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if args.wants(Section::Migrate) {
         fixture::migrate(&mut ctx, &admin, migration_bin).await?;
     }
+    if args.wants(Section::Import) {
+        import::import_vs_copy(&mut ctx, &admin).await?;
+    }
 
     let Ctx {
         db,
@@ -512,7 +529,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.md"), &md)?;
     if !report.recall_csv.is_empty() {
-        let mut csv = String::from("ef_search,recall_at_10,p50_ms,p95_ms,qps_1_client,plan,library\n");
+        let mut csv =
+            String::from("ef_search,recall_at_10,p50_ms,p95_ms,qps_1_client,plan,library\n");
         for line in &report.recall_csv {
             csv.push_str(line);
             csv.push('\n');

@@ -34,6 +34,8 @@ pub struct Model {
     /// The PDF bytes, when stored in the database (migration 002).
     #[serde(skip)]
     pub file_data: Option<Vec<u8>>,
+    /// The user's primary resume (at most one per user; migration 005).
+    pub is_primary: bool,
 }
 
 /// Relations of a resume.

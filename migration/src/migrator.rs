@@ -4,21 +4,25 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
-use crate::guard::{pgvector_check, safety};
+use crate::guard::{foreign_schema, pgvector_check, safety};
 use crate::migrations;
 use crate::schema::expected;
 
 /// The ordered list of this project's migrations.
 ///
 /// Use it from application code with [`crate::lock::up_locked`] (the advisory lock
-/// keeps instances that start together from racing), or
-/// `Migrator::up(&db, None).await` (from [`MigratorTrait`]) when only one
-/// process migrates.
+/// keeps instances that start together from racing, also through a
+/// transaction-mode pooler), or `Migrator::up(&db, None).await` (from
+/// [`MigratorTrait`]) when only one process migrates over a direct
+/// connection.
 ///
 /// On top of sea-orm's behaviour:
 /// - `up` first checks that pgvector can be created when the migration that
 ///   creates it is among those to apply, so a server without pgvector (or a
 ///   role that may not create it) fails before anything is applied;
+/// - `up` refuses, before applying anything, when objects that the pending
+///   migrations create already exist with another shape (a database of the
+///   TypeScript app, for one): [`foreign_schema`];
 /// - `down`, `refresh`, `reset` and `fresh` refuse, before changing
 ///   anything, when they would destroy stored data ([`safety`]);
 /// - a migration cancelled by `lock_timeout` fails with an explanation
@@ -53,6 +57,7 @@ impl MigratorTrait for Migrator {
         if to_apply.iter().any(|m| m == CREATES_PGVECTOR) {
             pgvector_check::ensure_can_create(&db, expected::PGVECTOR).await?;
         }
+        foreign_schema::check_pending(&db, &to_apply).await?;
         let outcome = Unguarded::up(reborrow(&db), steps).await;
         explain(&db, outcome, Direction::Up).await
     }
@@ -107,12 +112,13 @@ fn reborrow<'a>(db: &'a DatabaseExecutor<'_>) -> DatabaseExecutor<'a> {
     }
 }
 
-/// Names of the migrations `up(steps)` would apply, in order.
+/// Names of the migrations `up(steps)` would apply, in order. Read-only:
+/// a refused `up` leaves no `seaql_migrations` table behind.
 async fn pending_names(
     db: &DatabaseExecutor<'_>,
     steps: Option<u32>,
 ) -> Result<Vec<String>, DbErr> {
-    let pending = Migrator::get_pending_migrations(db).await?;
+    let pending = Migrator::get_pending_migrations_read_only(db).await?;
     let take = steps.map_or(pending.len(), |n| n as usize);
     Ok(pending
         .iter()
@@ -171,9 +177,10 @@ const CREATES_PGVECTOR: &str = "m003_create_vector_store";
 
 /// One migration with the guard rails around it, so that no migration has
 /// to remember them: its `up` and `down` start with `SET LOCAL lock_timeout`
-/// ([`safety::prepare_up`]), and its `down` refuses to destroy stored data
-/// unless that is allowed ([`safety::prepare_down`]). Both run inside the
-/// migration's own transaction.
+/// and put pgvector's schema on the `search_path` when the extension lives
+/// in another schema ([`safety::prepare_up`]), and its `down` refuses to
+/// destroy stored data unless that is allowed ([`safety::prepare_down`]).
+/// Both run inside the migration's own transaction.
 struct Guarded(Box<dyn MigrationTrait>);
 
 impl MigrationName for Guarded {

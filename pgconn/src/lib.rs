@@ -6,10 +6,14 @@
 //!   copies with another database, role or port;
 //! - [`sqlstate`]: the SQLSTATE of a database error, for the conditions
 //!   SeaORM's `DbErr::sql_err()` does not classify;
+//! - [`diagnose`]: why a connection failed (TLS, `pg_hba.conf`, a standby,
+//!   a pooler, ...) with actionable messages, and whether the connections
+//!   go through a transaction-mode pooler.
 //! - [`socket`]: TCP options (`TCP_NODELAY`, keepalive, user timeout) set at
 //!   run time on this process's connections to a server, which sqlx does not
 //!   expose.
 
+pub mod diagnose;
 pub mod socket;
 mod sqlstate;
 mod url;

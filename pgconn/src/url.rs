@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use sea_orm::sqlx::postgres::PgConnectOptions;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
 use url::Url;
 
 /// The environment variable every part of the project reads.
@@ -144,6 +144,87 @@ impl DbUrl {
         format!("{}:{}/{}", self.host(), self.port(), self.database())
     }
 
+    /// The last value of query parameter `name` (`sslmode`, `sslrootcert`,
+    /// ...), decoded.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.url
+            .query_pairs()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .last()
+    }
+
+    /// The TLS mode in effect (`sslmode` of the URL, else `PGSSLMODE`, else
+    /// `prefer`), spelled as libpq does.
+    pub fn ssl_mode(&self) -> &'static str {
+        match self.options.get_ssl_mode() {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Allow => "allow",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// The server settings the URL passes as the startup parameter
+    /// `options` (`?options=-c%20search_path%3Dapp`, libpq's way, or sqlx's
+    /// `?options[search_path]=app`), in order.
+    ///
+    /// Connection poolers refuse (PgBouncer: `unsupported startup
+    /// parameter`) or drop such startup parameters, so the project's
+    /// binaries connect with [`DbUrl::without_startup_options`] and apply
+    /// these settings inside their transactions instead.
+    ///
+    /// ```
+    /// let url = pgconn::DbUrl::parse(
+    ///     "postgres://u@h/db?options=-c%20search_path%3Dapp,public%20-c%20lock_timeout%3D2s",
+    /// )
+    /// .unwrap();
+    /// assert_eq!(
+    ///     url.startup_settings().unwrap(),
+    ///     [("search_path".to_owned(), "app,public".to_owned()),
+    ///      ("lock_timeout".to_owned(), "2s".to_owned())]
+    /// );
+    /// ```
+    ///
+    /// # Errors
+    /// [`UrlError::Invalid`] when `options` holds something other than
+    /// `-c name=value` / `--name=value` settings.
+    pub fn startup_settings(&self) -> Result<Vec<(String, String)>, UrlError> {
+        let mut settings = Vec::new();
+        for (key, value) in self.url.query_pairs() {
+            if key == "options" {
+                settings.extend(parse_options(&value)?);
+            } else if let Some(name) = key
+                .strip_prefix("options[")
+                .and_then(|k| k.strip_suffix(']'))
+            {
+                settings.push((name.to_owned(), value.into_owned()));
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The same URL without its `options` query parameters (see
+    /// [`DbUrl::startup_settings`]): nothing but the role, database,
+    /// `application_name` and TLS settings is sent at connection start.
+    pub fn without_startup_options(&self) -> Self {
+        let kept: Vec<(String, String)> = self
+            .url
+            .query_pairs()
+            .filter(|(k, _)| k != "options" && !k.starts_with("options["))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut url = self.url.clone();
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        self.edited(url)
+    }
+
     /// True when the server is on this machine (loopback or a Unix socket),
     /// where `scripts/db-up` can start it and process ids are ours.
     pub fn is_local(&self) -> bool {
@@ -213,6 +294,60 @@ impl PartialEq for DbUrl {
 
 impl Eq for DbUrl {}
 
+/// Parses libpq's `options` value: `-c name=value`, `-cname=value` or
+/// `--name=value` items separated by spaces, `\` escaping a space or a
+/// backslash. Dashes in `--` names become underscores, as the server does.
+fn parse_options(options: &str) -> Result<Vec<(String, String)>, UrlError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let invalid = |what: &str| UrlError::Invalid {
+        reason: format!(
+            "the `options` parameter {options:?} has {what}; only `-c name=value` settings are \
+             supported"
+        ),
+    };
+    let mut settings = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(w) = words.next() {
+        let item = if w == "-c" {
+            words
+                .next()
+                .ok_or_else(|| invalid("a `-c` without a setting"))?
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            rest.to_owned()
+        } else if let Some(rest) = w.strip_prefix("--") {
+            match rest.split_once('=') {
+                Some((name, value)) => format!("{}={value}", name.replace('-', "_")),
+                None => return Err(invalid(&format!("`{w}` without a value"))),
+            }
+        } else {
+            return Err(invalid(&format!("`{w}`")));
+        };
+        match item.split_once('=') {
+            Some((name, value)) if !name.is_empty() => {
+                settings.push((name.to_owned(), value.to_owned()));
+            }
+            _ => return Err(invalid(&format!("`{item}` without a value"))),
+        }
+    }
+    Ok(settings)
+}
+
 fn is_postgres_scheme(scheme: &str) -> bool {
     scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
 }
@@ -260,6 +395,40 @@ mod tests {
             DbUrl::parse("no url at all"),
             Err(UrlError::Invalid { .. } | UrlError::NotPostgres { .. })
         ));
+    }
+
+    #[test]
+    fn startup_settings_parse_libpq_and_sqlx_forms() {
+        let u = DbUrl::parse(
+            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3D%22My%5C%20App%22,public%20-cstatement_timeout%3D5s%20--lock-timeout%3D1s&options[application_name]=x",
+        )
+        .unwrap();
+        assert_eq!(
+            u.startup_settings().unwrap(),
+            [
+                ("search_path".to_owned(), "\"My App\",public".to_owned()),
+                ("statement_timeout".to_owned(), "5s".to_owned()),
+                ("lock_timeout".to_owned(), "1s".to_owned()),
+                ("application_name".to_owned(), "x".to_owned()),
+            ]
+        );
+        let stripped = u.without_startup_options();
+        assert_eq!(stripped.as_str(), "postgres://u@h/db?sslmode=disable");
+        assert!(stripped.startup_settings().unwrap().is_empty());
+        assert_eq!(
+            DbUrl::parse("postgres://u@h/db?options=-c%20x%3D1")
+                .unwrap()
+                .without_startup_options()
+                .as_str(),
+            "postgres://u@h/db"
+        );
+        for bad in ["-c", "-c%20x", "geqo", "--x"] {
+            let u = DbUrl::parse(&format!("postgres://u@h/db?options={bad}")).unwrap();
+            assert!(u.startup_settings().is_err(), "{bad}");
+        }
+        assert_eq!(u.ssl_mode(), "disable");
+        assert_eq!(u.param("sslmode").as_deref(), Some("disable"));
+        assert_eq!(u.param("nope"), None);
     }
 
     #[test]

@@ -324,10 +324,26 @@ impl Admin {
             Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
             None => format!("CREATE DATABASE \"{name}\""),
         };
-        self.conn
-            .execute_unprepared(&sql)
-            .await
-            .map_err(failed(format!("creating test database {name}")))?;
+        match self.conn.execute_unprepared(&sql).await {
+            Ok(_) => {}
+            // A test process of another checkout (other migrations, another
+            // template) dropped ours as outdated: build it again, once.
+            Err(e) if template.is_some() && pgconn::sqlstate(&e).as_deref() == Some("3D000") => {
+                tracing::warn!("test template vanished ({e}); building it again");
+                {
+                    // The advisory lock in ensure_template is per session,
+                    // and this process has one admin session: serialize here.
+                    static REBUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+                    let _one_at_a_time = REBUILD.lock().await;
+                    ensure_template(&self.conn, &self.url).await?;
+                }
+                self.conn
+                    .execute_unprepared(&sql)
+                    .await
+                    .map_err(failed(format!("creating test database {name}")))?;
+            }
+            Err(e) => return Err(failed(format!("creating test database {name}"))(e)),
+        }
         Ok(name)
     }
 }
@@ -406,8 +422,19 @@ async fn build_template(
     if database_exists(admin, template).await? {
         return Ok(()); // another process built it while we waited
     }
-    // Templates of older schema versions are useless now.
+    // Templates of older schema versions are useless now, but a template
+    // built recently belongs to another checkout (other migrations) testing
+    // against the same server right now: keep those for a day.
     for old in databases_like(admin, TEMPLATE_PREFIX).await? {
+        if old == template || old.ends_with("_building") && old != format!("{template}_building") {
+            continue;
+        }
+        if template_built_at(admin, &old)
+            .await?
+            .is_some_and(|t| t + TEMPLATE_KEPT.as_secs() > unix_now())
+        {
+            continue;
+        }
         tracing::info!(database = %old, "dropping outdated test template");
         drop_database(admin, &old).await?;
     }
@@ -431,6 +458,10 @@ async fn build_template(
     for sql in [
         format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""),
         format!("ALTER DATABASE \"{template}\" IS_TEMPLATE true"),
+        format!(
+            "COMMENT ON DATABASE \"{template}\" IS '{TEMPLATE_COMMENT}{}'",
+            unix_now()
+        ),
     ] {
         admin
             .execute_unprepared(&sql)
@@ -470,10 +501,45 @@ async fn sweep(admin: &DatabaseConnection, url: &DbUrl) -> Result<()> {
             });
         if created.is_some_and(|t| t < cutoff) || owner_gone {
             tracing::info!(database = %name, "sweeping leftover test database");
-            drop_database(admin, &name).await?;
+            // Another test process may be sweeping the same leftover right
+            // now (its DROP marks the database invalid, and our ALTER then
+            // fails): a leftover is not worth failing this run for.
+            if let Err(e) = drop_database(admin, &name).await {
+                tracing::warn!(database = %name, error = %e, "could not sweep leftover test database");
+            }
         }
     }
     Ok(())
+}
+
+/// How long a template of another schema version is kept (it may belong
+/// to another checkout testing against the same server).
+const TEMPLATE_KEPT: Duration = Duration::from_secs(24 * 60 * 60);
+/// Start of a template's comment; the build time (Unix seconds) follows.
+const TEMPLATE_COMMENT: &str = "mockinterview test template, built at ";
+
+/// When template `name` was built, from its comment (`None` for templates
+/// of older fixtures, which had none).
+async fn template_built_at(admin: &DatabaseConnection, name: &str) -> Result<Option<u64>> {
+    let row = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database \
+             WHERE datname = $1",
+            [name.into()],
+        ))
+        .await
+        .map_err(failed(format!("looking up database {name}")))?;
+    let comment: Option<String> = match row {
+        Some(r) => r
+            .try_get("", "comment")
+            .map_err(failed(format!("looking up database {name}")))?,
+        None => None,
+    };
+    Ok(comment
+        .as_deref()
+        .and_then(|c| c.strip_prefix(TEMPLATE_COMMENT))
+        .and_then(|t| t.trim().parse().ok()))
 }
 
 async fn database_exists(admin: &DatabaseConnection, name: &str) -> Result<bool> {

@@ -1,5 +1,6 @@
 //! Connecting and the readiness check.
 
+use mockinterview_db::config::effective_settings;
 use mockinterview_db::{DbConfig, Error, readiness, require_pgvector};
 use sea_orm::ConnectionTrait;
 use test_db::TestDatabase;
@@ -36,24 +37,40 @@ async fn readiness_without_the_extension_says_what_to_do() {
 }
 
 #[tokio::test]
-async fn connect_applies_session_settings() {
+async fn settings_apply_inside_the_call_not_to_the_session() {
     let db = TestDatabase::new().await;
     let mut config = DbConfig::new(db.url());
     config.hnsw_ef_search = Some(123);
-    let conn = config.connect().await.unwrap();
-    let row = conn
+    config.statement_timeout = Some(std::time::Duration::from_millis(4500));
+    let handle = config.connect().await.unwrap();
+    let inside = effective_settings(&handle).await.unwrap();
+    assert_eq!(inside.hnsw_ef_search.as_deref(), Some("123"));
+    assert_eq!(inside.hnsw_iterative_scan.as_deref(), Some("strict_order"));
+    assert_eq!(inside.statement_timeout, "4500ms");
+    // Nothing leaks into the pooled session (a pooler would hand it to
+    // another client).
+    let row = handle
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
-            "SELECT current_setting('hnsw.ef_search') AS ef, current_setting('application_name') AS app",
+            "SELECT current_setting('hnsw.ef_search', true) AS ef, \
+                    current_setting('statement_timeout') AS st, \
+                    current_setting('application_name') AS app",
         ))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.try_get::<String>("", "ef").unwrap(), "123");
+    assert_ne!(
+        row.try_get::<Option<String>>("", "ef").unwrap().as_deref(),
+        Some("123")
+    );
+    assert_eq!(row.try_get::<String>("", "st").unwrap(), "0");
     assert_eq!(
         row.try_get::<String>("", "app").unwrap(),
         "mockinterview-db"
     );
+    // A plain connection gets the library's defaults.
+    let plain = effective_settings(db.conn()).await.unwrap();
+    assert_eq!(plain.hnsw_ef_search.as_deref(), Some("100"));
 }
 
 #[tokio::test]

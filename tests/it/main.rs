@@ -8,8 +8,15 @@
 mod chunks;
 mod config;
 mod entities;
+mod faults;
+mod hardening;
+mod legacy;
 mod net;
+mod pooler;
 mod preferences;
 mod profiles;
+mod properties;
+mod replicas;
 mod resumes;
+mod send;
 mod support;

@@ -92,7 +92,7 @@ fn inline_pdfs_are_checked_for_signature_and_size() {
 
     let err = PdfUpload::inline(pdf(DEFAULT_MAX_INLINE_PDF_BYTES)).unwrap_err();
     assert!(
-        err.to_string().contains("PdfUpload::Path"),
+        err.to_string().contains("PdfUpload::path"),
         "suggests path storage: {err}"
     );
     // A configurable limit.

@@ -2,7 +2,7 @@
 
 use mockinterview_db::profiles::{self, FirebaseUser, Profile};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload, ResumeSummary};
-use mockinterview_db::{Embedding, NewChunk};
+use mockinterview_db::{Embedding, NewChunk, Store};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ pub fn pdf(extra: usize) -> Vec<u8> {
     bytes
 }
 
-pub async fn user(db: &DatabaseConnection, uid: &str) -> Profile {
+pub async fn user<S: Store + ?Sized>(db: &S, uid: &str) -> Profile {
     profiles::upsert_profile(
         db,
         &FirebaseUser {
@@ -28,7 +28,7 @@ pub async fn user(db: &DatabaseConnection, uid: &str) -> Profile {
     .unwrap()
 }
 
-pub async fn resume(db: &DatabaseConnection, user_id: Uuid, title: &str) -> ResumeSummary {
+pub async fn resume<S: Store + ?Sized>(db: &S, user_id: Uuid, title: &str) -> ResumeSummary {
     resumes::create_resume(
         db,
         NewResume {
@@ -44,7 +44,7 @@ pub async fn resume(db: &DatabaseConnection, user_id: Uuid, title: &str) -> Resu
 }
 
 /// A user "ada" with one resume "cv" and `n` chunks on it.
-pub async fn ada_with_chunks(db: &DatabaseConnection, n: usize) -> (Profile, ResumeSummary) {
+pub async fn ada_with_chunks<S: Store + ?Sized>(db: &S, n: usize) -> (Profile, ResumeSummary) {
     let u = user(db, "ada").await;
     let r = resume(db, u.id, "cv").await;
     if n > 0 {

@@ -8,21 +8,40 @@
 //! - `verify [--json]`: check the live database against the migrations;
 //! - `up --dry-run [--json]`: apply in a transaction, report, roll back;
 //! - `--force` on `down`, `refresh`, `reset`, `fresh`: allow data loss;
-//! - `--lock-timeout` (`MIGRATION_LOCK_TIMEOUT`): the migrations' lock_timeout.
+//! - `--lock-timeout` (`MIGRATION_LOCK_TIMEOUT`): the migrations' lock_timeout;
+//! - `roles --owner <role> --app <role> [--apply]`: the SQL of the
+//!   owner / application role split;
+//! - `import --from <legacy-url> [--dry-run] [--report FILE]
+//!   [--leave-unowned-tables] [--source-timezone ZONE]`: copy a database of
+//!   the TypeScript app into the (empty) database of the URL
+//!   ([`crate::import`]; it takes the migration lock itself);
+//! - `MIGRATION_DATABASE_URL`, preferred over `DATABASE_URL` (`-u` wins
+//!   over both): the migrations' own URL (the owner role, ideally a direct
+//!   connection) while the application uses `DATABASE_URL`.
 //!
-//! Every subcommand that touches the database except `verify` holds the
-//! migration advisory lock for the whole run, on the binary's single
-//! connection.
+//! Every command runs in one transaction on the binary's single connection,
+//! with the schema (`-s`, or a `search_path` in the URL's `options`) and the
+//! URL's other settings set inside it, so it works through a
+//! transaction-mode pooler: `status` and `verify` in a read-only one (they
+//! never write, so they work as an application role and on a standby),
+//! every other command in one that holds the migration advisory lock
+//! ([`crate::lock`]).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pgconn::DbUrl;
+use pgconn::diagnose;
 use sea_orm_migration::MigratorTrait;
-use sea_orm_migration::sea_orm::{DatabaseConnection, DbErr};
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 
 use crate::Migrator;
-use crate::guard::lock::MigrationLock;
+use crate::guard::lock::{self, RunOptions};
+use crate::guard::roles::RoleSplit;
 use crate::guard::safety::{self, SafetyOptions};
+use crate::import::{self, ImportOptions};
+use crate::schema::status::MigrationsStatus;
 use crate::schema::{dry_run, verify};
 
 pub mod connect;
@@ -44,9 +63,10 @@ struct Cli {
         short = 's',
         long,
         env = "DATABASE_SCHEMA",
-        long_help = "Database schema\n \
-                    - For MySQL and SQLite, this argument is ignored.\n \
-                    - For PostgreSQL, this argument is optional with default value 'public'.\n"
+        long_help = "Database schema (search_path, e.g. `app` or `app,public`), set inside each \
+                    command's transaction. Default: the search_path of the URL's `options` \
+                    (?options=-c%20search_path%3Dapp), else the role's (usually 'public'). \
+                    pgvector may live in another schema."
     )]
     database_schema: Option<String>,
 
@@ -54,9 +74,7 @@ struct Cli {
         global = true,
         short = 'u',
         long,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        help = "Database URL"
+        help = "Database URL [default: $MIGRATION_DATABASE_URL, else $DATABASE_URL]"
     )]
     database_url: Option<String>,
 
@@ -156,6 +174,73 @@ enum Command {
         #[arg(long, help = "Print the report as JSON")]
         json: bool,
     },
+    #[command(
+        about = "Print (or --apply) the SQL of the owner / application role split",
+        long_about = "Print the SQL that creates an owner role (owns the schema, runs the \
+                      migrations) and an application role (reads and writes rows only), with \
+                      the grants and default privileges for tables later migrations create. \
+                      Run it once as a superuser (it creates pgvector); it is idempotent. \
+                      The schema is -s (default public), the database the URL's.",
+        display_order = 90
+    )]
+    Roles {
+        #[arg(long, help = "Owner / migrator role")]
+        owner: String,
+        #[arg(long, help = "Application role")]
+        app: String,
+        #[arg(long, help = "Database [default: the URL's]")]
+        database: Option<String>,
+        #[arg(
+            long,
+            help = "Run the SQL on the URL's database (as a superuser) instead of printing it"
+        )]
+        apply: bool,
+    },
+    #[command(
+        about = "Copy a database of the TypeScript app into this one, accounting for every row",
+        long_about = "Copy a database of the TypeScript app (schema versions v0 to v5) into the \
+                      database of the URL (-u, MIGRATION_DATABASE_URL or DATABASE_URL), which \
+                      must hold no application rows: it is migrated first, then written in one \
+                      transaction (a failure leaves it empty). The source is read in one \
+                      read-only snapshot and never written. Every legacy row is imported, \
+                      imported with normalized values, or excluded; the report lists every \
+                      normalization and every exclusion (with the full original row) and the \
+                      checksums of the copied texts, embeddings and PDFs. Run it with --dry-run \
+                      first. See the README, \"Coming from the TypeScript app\".",
+        display_order = 86
+    )]
+    Import {
+        #[arg(
+            long,
+            value_name = "LEGACY_URL",
+            help = "The TypeScript app's database, postgres://user:password@host:5432/db (only read)"
+        )]
+        from: String,
+        #[arg(
+            long,
+            help = "Read and decide everything, print the report, write nothing"
+        )]
+        dry_run: bool,
+        #[arg(
+            long,
+            value_name = "FILE",
+            help = "Also write the report as JSON to FILE"
+        )]
+        report: Option<PathBuf>,
+        #[arg(
+            long,
+            help = "Acknowledge that tables outside this data layer (the interview and HR tables \
+                    of v4 and v5) are not imported and stay in the source"
+        )]
+        leave_unowned_tables: bool,
+        #[arg(
+            long,
+            value_name = "ZONE",
+            help = "Time zone the app's timestamps were written in (default: the source \
+                    server's TimeZone setting)"
+        )]
+        source_timezone: Option<String>,
+    },
 }
 
 const FORCE_HELP: &str = "Allow destroying stored data (same as MOCKINTERVIEW_ALLOW_DATA_LOSS=1)";
@@ -206,78 +291,146 @@ fn report(outcome: Result<(), String>) -> ExitCode {
     }
 }
 
+/// The URL and where it came from: `-u`, else `MIGRATION_DATABASE_URL`,
+/// else `DATABASE_URL` (environment or `.env`).
+fn resolve_url(flag: Option<&str>) -> Result<(String, &'static str), String> {
+    let set = |v: Option<String>| v.filter(|u| !u.trim().is_empty());
+    if let Some(url) = set(flag.map(str::to_owned)) {
+        return Ok((url, "-u"));
+    }
+    if let Some(url) = set(std::env::var(MIGRATION_DATABASE_URL_ENV).ok()) {
+        return Ok((url, MIGRATION_DATABASE_URL_ENV));
+    }
+    if let Some(url) = set(std::env::var(pgconn::DATABASE_URL_ENV).ok()) {
+        return Ok((url, pgconn::DATABASE_URL_ENV));
+    }
+    Err(format!(
+        "no database URL: pass -u postgres://user:password@host:5432/database, or set \
+         {MIGRATION_DATABASE_URL_ENV} (the migrations' own URL) or DATABASE_URL (the \
+         repository's .env names the local database that scripts/db-up provisions)"
+    ))
+}
+
+/// The environment variable naming the migrations' database URL, preferred
+/// over `DATABASE_URL`.
+pub const MIGRATION_DATABASE_URL_ENV: &str = "MIGRATION_DATABASE_URL";
+
 /// Runs a database subcommand. `Err("")` means "failed, already reported".
 async fn run_database_command(cli: Cli) -> Result<(), String> {
-    let url = cli
-        .database_url
-        .clone()
-        .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| {
-            "DATABASE_URL is not set: pass -u postgres://user:password@host:5432/database or set \
-         DATABASE_URL (the repository's .env names the local database that scripts/db-up \
-         provisions)"
-                .to_owned()
-        })?;
+    if let Some(Command::Roles {
+        database: Some(database),
+        apply: false,
+        owner,
+        app,
+    }) = &cli.command
+    {
+        // Printing the SQL for a named database needs no URL.
+        let schema = cli.database_schema.as_deref().unwrap_or("public");
+        print!(
+            "{}",
+            RoleSplit::new(owner, app, database)
+                .in_schema(first_schema(schema))
+                .sql()?
+        );
+        return Ok(());
+    }
+    let (raw, url_name) = resolve_url(cli.database_url.as_deref())?;
+    let url = DbUrl::parse(&raw).map_err(|e| format!("{e} (from {url_name})"))?;
+    safety::validate_lock_timeout(&cli.lock_timeout)?;
+    // The URL's `options` settings are applied inside the transaction (a
+    // pooler refuses or drops them at connection start); -s wins over its
+    // search_path.
+    let mut settings = url
+        .startup_settings()
+        .map_err(|e| format!("{e} (from {url_name})"))?;
+    let url_schema = settings
+        .iter()
+        .position(|(name, _)| name == "search_path")
+        .map(|i| settings.remove(i).1);
     let schema = cli
         .database_schema
         .clone()
-        .unwrap_or_else(|| "public".to_owned());
-    safety::validate_lock_timeout(&cli.lock_timeout)?;
-    let db = connect::connect(&url, &schema, cli.lock_timeout.trim(), cli.verbose)
-        .await
-        .map_err(message)?;
+        .filter(|s| !s.trim().is_empty())
+        .or(url_schema);
+    let run = RunOptions { schema, settings };
 
     let command = cli.command.unwrap_or(Command::Up {
         num: None,
         dry_run: false,
         json: false,
     });
-    if let Command::Verify { json } = command {
-        let report = verify::verify(&db).await.map_err(message)?;
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-            );
-        } else {
-            println!("{report}");
-        }
-        return if report.ok {
-            Ok(())
-        } else {
-            Err(String::new())
+    if let Command::Roles {
+        owner,
+        app,
+        database,
+        apply,
+    } = &command
+    {
+        let split = RoleSplit::new(
+            owner,
+            app,
+            database
+                .clone()
+                .unwrap_or_else(|| url.database().to_owned()),
+        );
+        let split = match run.schema.as_deref() {
+            Some(schema) => split.in_schema(first_schema(schema)),
+            None => split,
         };
+        let sql = split.sql()?;
+        if !*apply {
+            print!("{sql}");
+            return Ok(());
+        }
+        let conn = connect::connect(&url, url_name, cli.verbose)
+            .await
+            .map_err(|f| f.message())?;
+        conn.db.execute_unprepared(&sql).await.map_err(message)?;
+        println!(
+            "roles {owner:?} (owner) and {app:?} (application) are set up in database {:?}, \
+             schema {:?}; set their passwords with ALTER ROLE ... PASSWORD",
+            split.database, split.schema
+        );
+        return Ok(());
     }
 
-    let force = matches!(
-        command,
-        Command::Down { force: true, .. }
-            | Command::Refresh { force: true }
-            | Command::Reset { force: true }
-            | Command::Fresh { force: true }
-    );
-    let options = SafetyOptions {
-        allow_data_loss: force,
-        lock_timeout: Some(cli.lock_timeout.trim().to_owned()),
+    let conn = connect::connect(&url, url_name, cli.verbose)
+        .await
+        .map_err(|f| f.message())?;
+    let db = &conn.db;
+    // A statement that failed because of where the connection goes (a
+    // standby, a pooler) is explained as such.
+    let explain = |err: DbErr| match diagnose::statement_failure(&url, &err) {
+        Some(failure) => failure.with_url_name(url_name).message(),
+        None => message(err),
     };
-    let lock = MigrationLock::acquire(&db).await.map_err(message)?;
-    let outcome = safety::with_options(options, execute(&db, command)).await;
-    let released = lock.release().await.map_err(message);
-    outcome.and(released)
-}
 
-async fn execute(db: &DatabaseConnection, command: Command) -> Result<(), String> {
-    let outcome = match command {
-        Command::Fresh { .. } => Migrator::fresh(db).await,
-        Command::Refresh { .. } => Migrator::refresh(db).await,
-        Command::Reset { .. } => Migrator::reset(db).await,
-        Command::Status => Migrator::status(db).await,
-        Command::Up {
-            num,
-            dry_run: true,
-            json,
+    match command {
+        Command::Import {
+            from,
+            dry_run,
+            report,
+            leave_unowned_tables,
+            source_timezone,
         } => {
-            let report = dry_run::dry_run_up(db, num).await.map_err(message)?;
+            let from = DbUrl::parse(&from).map_err(|e| format!("--from: {e}"))?;
+            let options = ImportOptions {
+                dry_run,
+                leave_unowned_tables,
+                source_timezone,
+                run: run.clone(),
+                ..ImportOptions::new(from)
+            };
+            let safety = SafetyOptions {
+                allow_data_loss: false,
+                lock_timeout: Some(cli.lock_timeout.trim().to_owned()),
+            };
+            safety::with_options(safety, run_import(db, &options, report)).await
+        }
+        Command::Verify { json } => {
+            let txn = run.begin_read_only(db).await.map_err(explain)?;
+            let report = verify::verify(&txn).await.map_err(explain)?;
+            txn.commit().await.map_err(explain)?;
             if json {
                 println!(
                     "{}",
@@ -286,15 +439,134 @@ async fn execute(db: &DatabaseConnection, command: Command) -> Result<(), String
             } else {
                 println!("{report}");
             }
+            if report.ok {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
+        }
+        Command::Status => {
+            let txn = run.begin_read_only(db).await.map_err(explain)?;
+            let status = MigrationsStatus::read(&txn).await.map_err(explain)?;
+            txn.commit().await.map_err(explain)?;
+            print_status(&status)
+        }
+        command => {
+            let force = matches!(
+                command,
+                Command::Down { force: true, .. }
+                    | Command::Refresh { force: true }
+                    | Command::Reset { force: true }
+                    | Command::Fresh { force: true }
+            );
+            let options = SafetyOptions {
+                allow_data_loss: force,
+                lock_timeout: Some(cli.lock_timeout.trim().to_owned()),
+            };
+            safety::with_options(
+                options,
+                lock::run_locked_with(db, &run, async |txn| execute(txn, command).await),
+            )
+            .await
+            .map_err(explain)
+        }
+    }
+}
+
+/// The schema that receives the objects: the first of a `-s` list, unquoted.
+fn first_schema(schema: &str) -> &str {
+    schema
+        .split(',')
+        .next()
+        .unwrap_or(schema)
+        .trim()
+        .trim_matches('"')
+}
+
+/// `status`, as sea-orm-migration prints it (same lines, same log target),
+/// from a read-only reading.
+fn print_status(status: &MigrationsStatus) -> Result<(), String> {
+    const TARGET: &str = "sea_orm_migration::migrator";
+    tracing::info!(target: TARGET, "Checking migration status");
+    for m in Migrator::migrations() {
+        let state = if status.applied.iter().any(|a| a == m.name()) {
+            "Applied"
+        } else {
+            "Pending"
+        };
+        tracing::info!(target: TARGET, "Migration '{}'... {state}", m.name());
+    }
+    if status.unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(status
+            .unknown
+            .iter()
+            .map(|u| {
+                format!(
+                    "Migration file of version '{u}' is missing, this migration has been \
+                     applied but its file is missing (a newer version of the migrator applied \
+                     it: use that version)"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}
+
+/// One command, inside the locked transaction.
+async fn execute(txn: &DatabaseTransaction, command: Command) -> Result<(), DbErr> {
+    match command {
+        Command::Fresh { .. } => Migrator::fresh(txn).await,
+        Command::Refresh { .. } => Migrator::refresh(txn).await,
+        Command::Reset { .. } => Migrator::reset(txn).await,
+        Command::Up {
+            num,
+            dry_run: true,
+            json,
+        } => {
+            let report = dry_run::dry_run_up(txn, num).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report)
+                        .map_err(|e| DbErr::Custom(e.to_string()))?
+                );
+            } else {
+                println!("{report}");
+            }
             Ok(())
         }
-        Command::Up { num, .. } => Migrator::up(db, num).await,
-        Command::Down { num, .. } => Migrator::down(db, Some(num)).await,
-        Command::Init | Command::Generate { .. } | Command::Verify { .. } => {
-            unreachable!("handled before connecting")
+        Command::Up { num, .. } => lock::up_in(txn, num).await,
+        Command::Down { num, .. } => Migrator::down(txn, Some(num)).await,
+        Command::Init
+        | Command::Generate { .. }
+        | Command::Verify { .. }
+        | Command::Status
+        | Command::Roles { .. }
+        | Command::Import { .. } => {
+            unreachable!("handled before")
         }
-    };
-    outcome.map_err(message)
+    }
+}
+
+/// `import`: runs it, prints the report, writes the JSON file.
+async fn run_import(
+    db: &DatabaseConnection,
+    options: &ImportOptions,
+    report_file: Option<PathBuf>,
+) -> Result<(), String> {
+    let report = import::import(db, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{report}");
+    if let Some(path) = report_file {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json)
+            .map_err(|e| format!("could not write the report to {}: {e}", path.display()))?;
+        println!("Report written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// The error's own text, without sea-orm's "Migration Error: " style prefix

@@ -1,58 +1,146 @@
-//! Serializing migrators with a PostgreSQL advisory lock.
+//! One migrator at a time: every migration run is one transaction that
+//! first takes a PostgreSQL transaction-level advisory lock.
 //!
 //! Several application instances (or deploy jobs) starting at the same time
 //! and all running `up` would otherwise race: both see migration 001
 //! pending, both run it, one fails on a duplicate `seaql_migrations` row
 //! (or `CREATE TABLE` of sea-orm's own bookkeeping table collides) and the
-//! instance crashes. [`MigrationLock`] holds the session-level advisory lock
-//! [`MIGRATION_LOCK_KEY`] for the whole run; a second migrator says whom it
-//! is waiting for and blocks until the first has finished, then finds
-//! nothing pending.
+//! instance crashes.
 //!
-//! From application code, use [`up_locked`] at start-up, or [`run_locked`]
-//! around any sequence of migrator calls. The migration binary takes the
-//! lock for every subcommand except `verify`.
+//! [`run_locked`] opens a transaction, takes
+//! `pg_advisory_xact_lock(`[`MIGRATION_LOCK_KEY`]`)` in it, and only then
+//! lets the caller look at what is pending and migrate, inside the same
+//! transaction (sea-orm-migration turns each migration's own transaction
+//! into a savepoint). A second migrator says whom it is waiting for, blocks
+//! until the first has committed, then finds nothing pending. The lock ends
+//! with the transaction: it cannot outlive a crashed migrator, and it
+//! cannot be lost halfway (the run would be rolled back with it).
+//!
+//! **Why a transaction rather than a session lock**: behind a
+//! transaction-mode connection pooler (PgBouncer, the default of managed
+//! services) a client's consecutive transactions run on whatever server
+//! session is free, so a session-level advisory lock is taken on one server
+//! session and released (or not) on another, and settings made with `SET`
+//! vanish. A transaction keeps its server session until it ends, so the
+//! lock, the `search_path` and the `lock_timeout` ([`RunOptions`]) hold for
+//! the whole run, through a pooler as on a direct connection. The price:
+//! a run is all-or-nothing (if migration 3 of 4 fails, 1 and 2 are rolled
+//! back too; the error says so), and the locks the migrations take are held
+//! until the run commits. Migrations that must run outside a transaction
+//! (`use_transaction() == Some(false)`, e.g. `CREATE INDEX CONCURRENTLY`)
+//! cannot run this way; there are none.
+//!
+//! From application code, use [`up_locked`] at start-up (it first checks,
+//! read-only, whether anything is pending: an application role without DDL
+//! privileges can call it when the schema is current), or [`run_locked`]
+//! around any sequence of migrator calls. The migration binary runs every
+//! command that changes the database through [`run_locked_with`].
 //!
 //! Advisory locks are per database: migrators of different databases on
 //! one server do not wait for each other.
 
-use std::time::Duration;
-
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::sqlx::postgres::PgPoolOptions;
 use sea_orm_migration::sea_orm::{
-    DatabaseConnection, DbBackend, SqlxPostgresConnector, Statement, TransactionTrait,
+    AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, IsolationLevel, Statement,
+    TransactionTrait,
 };
 
 use crate::Migrator;
+use crate::guard::{safety, search_path};
+use crate::schema::status::MigrationsStatus;
 
-/// The advisory-lock key (`pg_advisory_lock(bigint)`) every migrator of
-/// this schema takes: the ASCII bytes of `"migrate!"`.
+/// The advisory-lock key (`pg_advisory_xact_lock(bigint)`) every migrator
+/// of this schema takes: the ASCII bytes of `"migrate!"`.
 pub const MIGRATION_LOCK_KEY: i64 = 0x6d69_6772_6174_6521;
 
-/// Holds [`MIGRATION_LOCK_KEY`] until [`MigrationLock::release`] (or drop).
+/// How a run sets up its transaction: the schema it works in and other
+/// settings, applied with `SET LOCAL` semantics (they end with the
+/// transaction, and work through a transaction-mode pooler, where
+/// connection-level settings are refused or lost).
 ///
-/// The lock is taken on one session: the given connection itself when its
-/// pool has a single connection (as the migration binary's has, so that
-/// every statement runs on the locked session), otherwise on a dedicated
-/// one-connection pool opened with the same settings, which is closed on
-/// release (closing the session also releases the lock if the process
-/// dies or the guard is dropped).
-#[must_use = "the lock is released when this is dropped"]
-pub struct MigrationLock {
-    session: DatabaseConnection,
-    dedicated: bool,
-    released: bool,
+/// The default changes nothing: the session's `search_path` (the role's or
+/// database's default) is used.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// `search_path` for the run, as the `-s` flag takes it: `app`, or
+    /// `app,public`. New objects go to the first schema that exists.
+    /// pgvector's schema is appended when the extension lives elsewhere.
+    pub schema: Option<String>,
+    /// Other server settings `(name, value)` for the run, e.g. those of a
+    /// URL's `options` parameter ([`pgconn::DbUrl::startup_settings`]).
+    /// A `search_path` here is overridden by [`RunOptions::schema`].
+    pub settings: Vec<(String, String)>,
+}
+
+impl RunOptions {
+    /// Options that work in `schema` (see [`RunOptions::schema`]).
+    pub fn in_schema(schema: impl Into<String>) -> Self {
+        Self {
+            schema: Some(schema.into()),
+            settings: Vec::new(),
+        }
+    }
+
+    /// Begins a read-write transaction with these settings.
+    ///
+    /// # Errors
+    /// Database errors; [`DbErr::Migration`] when no schema of
+    /// [`RunOptions::schema`] exists.
+    pub async fn begin<C>(&self, db: &C) -> Result<DatabaseTransaction, DbErr>
+    where
+        C: TransactionTrait<Transaction = DatabaseTransaction>,
+    {
+        let txn = db.begin().await?;
+        self.apply(&txn).await?;
+        Ok(txn)
+    }
+
+    /// Begins a read-only transaction (`REPEATABLE READ`, one consistent
+    /// snapshot) with these settings: what status checks and `verify` use.
+    /// It works on a hot standby and proves that nothing is written.
+    ///
+    /// # Errors
+    /// As [`RunOptions::begin`].
+    pub async fn begin_read_only<C>(&self, db: &C) -> Result<DatabaseTransaction, DbErr>
+    where
+        C: TransactionTrait<Transaction = DatabaseTransaction>,
+    {
+        let txn = db
+            .begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await?;
+        self.apply(&txn).await?;
+        Ok(txn)
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        for (name, value) in &self.settings {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT set_config($1, $2, true)",
+                [name.clone().into(), value.clone().into()],
+            ))
+            .await?;
+        }
+        if let Some(schema) = &self.schema {
+            search_path::set_local_schema(txn, schema).await?;
+        }
+        search_path::include_extension_schemas(txn).await
+    }
 }
 
 /// Who holds the migration lock (from `pg_locks` and `pg_stat_activity`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockHolder {
-    /// Backend process id of the holding session.
+    /// Backend process id of the holding session (behind a pooler: the
+    /// server session the holder's transaction runs on).
     pub pid: i32,
     /// Its `application_name`.
     pub application_name: String,
-    /// Its client address, if connected over TCP.
+    /// Its client address, if connected over TCP (behind a pooler: the
+    /// pooler's).
     pub client_addr: Option<String>,
     /// Seconds since its session started.
     pub seconds: i64,
@@ -68,121 +156,6 @@ impl std::fmt::Display for LockHolder {
             write!(f, " from {addr}")?;
         }
         write!(f, ", connected {}s ago", self.seconds)
-    }
-}
-
-impl MigrationLock {
-    /// Takes the migration lock, waiting for another migrator to finish if
-    /// one holds it. While waiting it logs (`tracing`, level `warn`, target
-    /// `migration::lock`) "waiting for another migrator (pid N, ...) to
-    /// finish".
-    ///
-    /// The wait itself is not limited by `lock_timeout` (the holder's own
-    /// statements are).
-    ///
-    /// # Errors
-    /// [`DbErr`] when `db` is not PostgreSQL or a statement fails.
-    pub async fn acquire(db: &DatabaseConnection) -> Result<Self, DbErr> {
-        if db.get_database_backend() != DbBackend::Postgres {
-            return Err(DbErr::Migration(
-                "the migration lock needs PostgreSQL".into(),
-            ));
-        }
-        let pool = db.get_postgres_connection_pool();
-        let (session, dedicated) = if pool.options().get_max_connections() == 1 {
-            (db.clone(), false)
-        } else {
-            let single = PgPoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(5))
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with((*pool.connect_options()).clone())
-                .await
-                .map_err(|e| {
-                    DbErr::Conn(sea_orm_migration::sea_orm::RuntimeErr::SqlxError(e.into()))
-                })?;
-            (SqlxPostgresConnector::from_sqlx_postgres_pool(single), true)
-        };
-        let mut lock = Self {
-            session,
-            dedicated,
-            released: false,
-        };
-        if let Err(e) = lock.lock().await {
-            lock.released = true;
-            if lock.dedicated {
-                lock.session.clone().close().await.ok();
-            }
-            return Err(e);
-        }
-        Ok(lock)
-    }
-
-    async fn lock(&mut self) -> Result<(), DbErr> {
-        // Session-level lock taken inside a transaction: it outlives the
-        // commit, while `SET LOCAL` keeps a role's or server's lock_timeout
-        // from cutting the wait short without changing the session.
-        let txn = self.session.begin().await?;
-        txn.execute_unprepared("SET LOCAL lock_timeout = 0").await?;
-        if !query_bool(
-            &txn,
-            &format!("SELECT pg_try_advisory_lock({MIGRATION_LOCK_KEY}) AS ok"),
-        )
-        .await?
-        {
-            let holder = match lock_holder(&txn).await? {
-                Some(h) => h.to_string(),
-                None => "which has just finished".to_owned(),
-            };
-            tracing::warn!("waiting for another migrator ({holder}) to finish");
-            txn.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-                .await?;
-            tracing::info!("migration lock acquired");
-        }
-        txn.commit().await
-    }
-
-    /// Releases the lock (and closes the dedicated session, if any).
-    ///
-    /// # Errors
-    /// [`DbErr`] when the unlock statement fails, or when the lock was no
-    /// longer held (the session was lost meanwhile, so the run was not
-    /// protected towards its end).
-    pub async fn release(mut self) -> Result<(), DbErr> {
-        self.released = true;
-        let held = query_bool(
-            &self.session,
-            &format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY}) AS ok"),
-        )
-        .await;
-        if self.dedicated {
-            self.session.clone().close().await.ok();
-        }
-        if held? {
-            Ok(())
-        } else {
-            Err(DbErr::Migration(
-                "the migration lock was no longer held at the end of the run (its database \
-                 session was lost); check with `status` and `verify`"
-                    .into(),
-            ))
-        }
-    }
-}
-
-impl Drop for MigrationLock {
-    fn drop(&mut self) {
-        if !self.released {
-            // Dropping the dedicated pool closes its session, which releases
-            // the lock. A shared single-connection session keeps it until
-            // that connection is closed.
-            tracing::debug!(
-                dedicated = self.dedicated,
-                "migration lock dropped without release"
-            );
-        }
     }
 }
 
@@ -218,45 +191,224 @@ pub async fn lock_holder<C: ConnectionTrait>(db: &C) -> Result<Option<LockHolder
     .transpose()
 }
 
-/// Runs `f(db)` while holding the migration lock; releases it afterwards,
-/// also when `f` fails.
+/// Takes the migration lock in `txn`, waiting for another migrator to
+/// finish if one holds it. While waiting it logs (`tracing`, level `warn`,
+/// target `migration::lock`) "waiting for another migrator (pid N, ...) to
+/// finish". Fails at once on a hot standby. Then sets the configured
+/// migration `lock_timeout` ([`safety::lock_timeout`]) for the rest of the
+/// transaction.
+///
+/// The wait itself is not limited by `lock_timeout` or `statement_timeout`
+/// (the holder's own statements are).
+///
+/// # Errors
+/// [`DbErr::Migration`] on a hot standby; database errors.
+pub async fn lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    // A role's or server's lock_timeout must not cut the wait short.
+    txn.execute_unprepared("SET LOCAL lock_timeout = 0").await?;
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_is_in_recovery() AS standby, \
+                    coalesce(host(inet_server_addr()) || ':' || inet_server_port(), 'local socket') \
+                      AS server, current_database()::text AS db",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Migration("no row from the lock query".into()))?;
+    if row.try_get::<bool>("", "standby")? {
+        let server: String = row.try_get("", "server")?;
+        let db: String = row.try_get("", "db")?;
+        return Err(DbErr::Migration(format!(
+            "PostgreSQL at {server} (database {db}) is a read-only hot standby (in recovery): \
+             migrations and writes need the primary. Point MIGRATION_DATABASE_URL (or \
+             DATABASE_URL / -u) at the primary (with a managed service or a pooler: its \
+             read-write endpoint)."
+        )));
+    }
+    if !query_bool(
+        txn,
+        &format!("SELECT pg_try_advisory_xact_lock({MIGRATION_LOCK_KEY}) AS ok"),
+    )
+    .await?
+    {
+        let holder = match lock_holder(txn).await? {
+            Some(h) => h.to_string(),
+            None => "which has just finished".to_owned(),
+        };
+        tracing::warn!("waiting for another migrator ({holder}) to finish");
+        // Nor a statement_timeout (a role default on managed services):
+        // waiting is what this statement is for. Restored afterwards.
+        let statement_timeout =
+            query_string(txn, "SELECT current_setting('statement_timeout') AS s").await?;
+        txn.execute_unprepared("SET LOCAL statement_timeout = 0")
+            .await?;
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+        ))
+        .await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('statement_timeout', $1, true)",
+            [statement_timeout.into()],
+        ))
+        .await?;
+        tracing::info!("migration lock acquired");
+    }
+    safety::set_local_lock_timeout(txn).await
+}
+
+/// Runs `f` in one transaction that holds the migration lock, then commits
+/// (or rolls back when `f` fails). `f` gets the transaction: run every
+/// migrator call on it.
 ///
 /// ```no_run
 /// # async fn f(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), sea_orm_migration::DbErr> {
 /// use migration::{Migrator, MigratorTrait};
-/// migration::lock::run_locked(db, async |db| {
-///     Migrator::up(db, None).await?;
-///     Migrator::status(db).await
+/// migration::lock::run_locked(db, async |txn| {
+///     Migrator::up(txn, None).await?;
+///     Migrator::status(txn).await
 /// })
 /// .await?;
 /// # Ok(()) }
 /// ```
 ///
-/// Do not nest it (or take [`MigrationLock`] again inside `f`) on a pool
-/// with more than one connection: the inner call would wait for the outer.
+/// Do not nest it: the inner call would wait for the outer.
 ///
 /// # Errors
-/// The error of `f`, else of taking or releasing the lock.
+/// The error of `f` (explained when the role lacks a privilege), else of
+/// taking the lock or committing.
 pub async fn run_locked<T, F>(db: &DatabaseConnection, f: F) -> Result<T, DbErr>
 where
-    F: AsyncFnOnce(&DatabaseConnection) -> Result<T, DbErr>,
+    F: AsyncFnOnce(&DatabaseTransaction) -> Result<T, DbErr>,
 {
-    let lock = MigrationLock::acquire(db).await?;
-    let outcome = f(db).await;
-    let released = lock.release().await;
-    let value = outcome?;
-    released?;
-    Ok(value)
+    run_locked_with(db, &RunOptions::default(), f).await
 }
 
-/// `Migrator::up(db, steps)` under the migration lock: what an application
-/// should call at start-up, so that instances starting together apply each
-/// migration once.
+/// [`run_locked`] with [`RunOptions`] (schema, settings).
 ///
 /// # Errors
 /// As [`run_locked`].
+pub async fn run_locked_with<T, F>(
+    db: &DatabaseConnection,
+    options: &RunOptions,
+    f: F,
+) -> Result<T, DbErr>
+where
+    F: AsyncFnOnce(&DatabaseTransaction) -> Result<T, DbErr>,
+{
+    let txn = options.begin(db).await?;
+    lock(&txn).await?;
+    let role = query_string(&txn, "SELECT current_user::text AS s").await?;
+    match f(&txn).await {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            txn.rollback().await.ok();
+            Err(explain_privileges(err, &role))
+        }
+    }
+}
+
+/// `Migrator::up(steps)` under the migration lock: what an application
+/// should call at start-up, so that instances starting together apply each
+/// migration once. It first checks, in a read-only transaction, whether
+/// anything is pending: when nothing is, it returns without writing or
+/// locking anything (so it also works as an application role without DDL
+/// privileges, or on a standby). Otherwise it runs [`up_in`] under
+/// [`run_locked`], which computes the pending migrations again once the
+/// lock is held.
+///
+/// # Errors
+/// As [`run_locked`] and [`up_in`].
 pub async fn up_locked(db: &DatabaseConnection, steps: Option<u32>) -> Result<(), DbErr> {
-    run_locked(db, async |db| Migrator::up(db, steps).await).await
+    up_locked_with(db, &RunOptions::default(), steps).await
+}
+
+/// [`up_locked`] with [`RunOptions`] (schema, settings).
+///
+/// # Errors
+/// As [`up_locked`].
+pub async fn up_locked_with(
+    db: &DatabaseConnection,
+    options: &RunOptions,
+    steps: Option<u32>,
+) -> Result<(), DbErr> {
+    let status = {
+        let txn = options.begin_read_only(db).await?;
+        let status = MigrationsStatus::read(&txn).await;
+        txn.commit().await?;
+        status?
+    };
+    if steps == Some(0) || status.pending.is_empty() {
+        tracing::info!("No pending migrations");
+        return Ok(());
+    }
+    run_locked_with(db, options, async |txn| up_in(txn, steps).await).await
+}
+
+/// `Migrator::up(txn, steps)` inside a locked run's transaction; when it
+/// fails after some migrations had been applied in this transaction, the
+/// error says that they were rolled back with it.
+///
+/// # Errors
+/// The migrator's error.
+pub async fn up_in(txn: &DatabaseTransaction, steps: Option<u32>) -> Result<(), DbErr> {
+    let before = crate::dry_run::recorded(txn).await?;
+    match Migrator::up(txn, steps).await {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            // The failed migration's savepoint is rolled back; what this run
+            // applied before it is still visible in the transaction.
+            let undone: Vec<String> = crate::dry_run::recorded(txn)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| !before.contains(m))
+                .collect();
+            Err(with_rollback_note(err, &undone))
+        }
+    }
+}
+
+/// Appends to `err` that the migrations `undone` (applied earlier in the
+/// same run) were rolled back too.
+fn with_rollback_note(err: DbErr, undone: &[String]) -> DbErr {
+    if undone.is_empty() {
+        return err;
+    }
+    let note = format!(
+        " (The run is one transaction: {} applied before this failure {} rolled back too; the \
+         database is as it was before the run.)",
+        undone.join(", "),
+        if undone.len() == 1 { "was" } else { "were" }
+    );
+    match err {
+        DbErr::Migration(m) => DbErr::Migration(format!("{m}{note}")),
+        other => DbErr::Migration(format!("{other}{note}")),
+    }
+}
+
+/// Adds who ran the migrations and what to do to a permission error.
+fn explain_privileges(err: DbErr, role: &str) -> DbErr {
+    let text = match &err {
+        DbErr::Migration(m) => m.clone(),
+        other => other.to_string(),
+    };
+    if pgconn::sqlstate(&err).as_deref() != Some("42501")
+        && !text.contains("permission denied for")
+        && !text.contains("must be owner of")
+    {
+        return err;
+    }
+    DbErr::Migration(format!(
+        "{text}. The migrations ran as role \"{role}\", which may not change the schema: run \
+         them as the role that owns it (the migration binary with MIGRATION_DATABASE_URL set to \
+         that role's URL; `migration roles` prints the SQL of the owner / application role \
+         split). An application role checks the schema with `migration::ensure_schema_current` \
+         instead."
+    ))
 }
 
 async fn query_bool<C: ConnectionTrait>(db: &C, sql: &str) -> Result<bool, DbErr> {
@@ -264,4 +416,45 @@ async fn query_bool<C: ConnectionTrait>(db: &C, sql: &str) -> Result<bool, DbErr
         .await?
         .ok_or_else(|| DbErr::Migration(format!("no row from `{sql}`")))?
         .try_get("", "ok")
+}
+
+async fn query_string<C: ConnectionTrait>(db: &C, sql: &str) -> Result<String, DbErr> {
+    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await?
+        .ok_or_else(|| DbErr::Migration(format!("no row from `{sql}`")))?
+        .try_get("", "s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rollback_note_names_what_was_undone() {
+        let err = with_rollback_note(
+            DbErr::Migration("m003 failed".into()),
+            &["m001_a".into(), "m002_b".into()],
+        )
+        .to_string();
+        assert!(err.contains("m003 failed"), "{err}");
+        assert!(
+            err.contains("m001_a, m002_b applied before this failure were rolled back"),
+            "{err}"
+        );
+        let same = with_rollback_note(DbErr::Migration("x".into()), &[]);
+        assert_eq!(same.to_string(), DbErr::Migration("x".into()).to_string());
+    }
+
+    #[test]
+    fn permission_errors_name_the_role_and_the_fix() {
+        let err = explain_privileges(
+            DbErr::Custom("permission denied for schema public".into()),
+            "app_role",
+        )
+        .to_string();
+        assert!(err.contains("role \"app_role\""), "{err}");
+        assert!(err.contains("MIGRATION_DATABASE_URL"), "{err}");
+        let other = explain_privileges(DbErr::Custom("boom".into()), "r").to_string();
+        assert!(!other.contains("MIGRATION_DATABASE_URL"), "{other}");
+    }
 }

@@ -24,6 +24,8 @@ use std::future::Future;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
+use crate::guard::search_path;
+
 /// `lock_timeout` used when nothing else is configured.
 pub const DEFAULT_LOCK_TIMEOUT: &str = "5s";
 /// Environment variable overriding the migrations' `lock_timeout`
@@ -130,12 +132,16 @@ pub fn validate_lock_timeout(value: &str) -> Result<(), String> {
 }
 
 /// Start of every migration's `up`: sets `lock_timeout` for the migration's
-/// transaction (`SET LOCAL`, so it ends with the migration).
+/// transaction (`SET LOCAL`, so it ends with the migration), and puts the
+/// schema of pgvector on the `search_path` when it lives elsewhere
+/// ([`search_path::include_extension_schemas`]).
 ///
 /// # Errors
 /// When the configured timeout is invalid, or the statement fails.
 pub async fn prepare_up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    set_local_lock_timeout(manager.get_connection()).await
+    let db = manager.get_connection();
+    set_local_lock_timeout(db).await?;
+    search_path::include_extension_schemas(db).await
 }
 
 /// Start of every migration's `down`: sets `lock_timeout` like
@@ -152,11 +158,16 @@ pub async fn prepare_up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
 pub async fn prepare_down(manager: &SchemaManager<'_>, migration: &str) -> Result<(), DbErr> {
     let db = manager.get_connection();
     set_local_lock_timeout(db).await?;
+    search_path::include_extension_schemas(db).await?;
     let findings = data_at_risk(db, migration, true).await?;
     refuse_unless_allowed(&findings, false)
 }
 
-async fn set_local_lock_timeout<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+/// Sets the configured [`lock_timeout`] for the current transaction.
+///
+/// # Errors
+/// When the configured timeout is invalid, or the statement fails.
+pub async fn set_local_lock_timeout<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     let value = lock_timeout();
     validate_lock_timeout(&value).map_err(DbErr::Migration)?;
     db.execute_raw(Statement::from_sql_and_values(
@@ -185,6 +196,22 @@ pub struct DataAtRisk {
 
 /// Everything the rollbacks destroy. m004's `down` removes triggers only.
 pub const DATA_AT_RISK: &[DataAtRisk] = &[
+    DataAtRisk {
+        migration: "m005_legacy_import",
+        table: "legacy_ids",
+        rows: None,
+        what: "the map from the TypeScript app's integer ids to uuids (written by \
+               `migration import`)",
+        advice: "old URLs and cache keys that name integer ids stop resolving; export the table \
+                 first (pg_dump -t legacy_ids)",
+    },
+    DataAtRisk {
+        migration: "m005_legacy_import",
+        table: "resumes",
+        rows: Some("is_primary"),
+        what: "which resume is each user's primary one (resumes.is_primary)",
+        advice: "export them first (SELECT user_id, id FROM resumes WHERE is_primary)",
+    },
     DataAtRisk {
         migration: "m003_create_vector_store",
         table: "resume_chunks",

@@ -37,6 +37,8 @@ migrations!(
     m002_add_pdf_storage,
     m003_create_vector_store,
     m004_delete_orphan_chunks,
+    m005_legacy_import,
+    m007_lowercase_chunk_ids,
 );
 
 /// A stable 64-bit fingerprint (FNV-1a) of the migration names and sources.

@@ -123,7 +123,24 @@ impl Catalog {
             .pop()
             .and_then(|r| r.schema)
             .unwrap_or_default();
-        let strip = |def: &str| strip_schema(def, &schema);
+        // Extensions' objects print schema-qualified when their schema is not
+        // on the search_path (`public.vector(768)` while checking `app`):
+        // they read the same whichever schema pgvector lives in.
+        let extension_schemas: Vec<String> = fetch::<SchemaRow, _>(
+            db,
+            "SELECT DISTINCT n.nspname::text AS schema FROM pg_extension e \
+             JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname <> 'pg_catalog'",
+        )
+        .await?
+        .into_iter()
+        .filter_map(|r| r.schema)
+        .filter(|s| *s != schema)
+        .collect();
+        let strip = |def: &str| {
+            extension_schemas
+                .iter()
+                .fold(strip_schema(def, &schema), |d, ext| strip_schema(&d, ext))
+        };
         let definition = |r: &DefinitionRow| Definition {
             table: r.table_name.clone(),
             definition: strip(&r.definition),

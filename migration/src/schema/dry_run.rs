@@ -12,7 +12,7 @@
 //! run; `lock_timeout` applies the same way.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 use serde::Serialize;
 
 use crate::Migrator;
@@ -32,13 +32,17 @@ pub struct DryRunReport {
 /// Applies up to `steps` pending migrations (all when `None`) in a
 /// transaction, diffs the catalog and rolls back.
 ///
+/// `db` is a connection or a transaction (then the dry run is a savepoint
+/// of it, rolled back the same way: the migration binary runs it inside
+/// its locked transaction).
+///
 /// # Errors
 /// The error of the failing migration (the transaction is rolled back all
 /// the same), or of the snapshots.
-pub async fn dry_run_up(
-    db: &DatabaseConnection,
-    steps: Option<u32>,
-) -> Result<DryRunReport, DbErr> {
+pub async fn dry_run_up<C>(db: &C, steps: Option<u32>) -> Result<DryRunReport, DbErr>
+where
+    C: TransactionTrait<Transaction = DatabaseTransaction>,
+{
     let txn = db.begin().await?;
     let outcome = async {
         let before = Catalog::snapshot(&txn).await?;

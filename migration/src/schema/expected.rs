@@ -87,6 +87,8 @@ pub const TABLES: &[TableSpec] = &[
             UPDATED_AT,
             // m002
             ("file_data", "bytea", NULL, None),
+            // m005
+            ("is_primary", "boolean", NN, Some("false")),
         ],
     },
     // m003: exactly LangChain PGVectorStore's default layout.
@@ -97,6 +99,16 @@ pub const TABLES: &[TableSpec] = &[
             ("text", "text", NULL, None),
             ("metadata", "jsonb", NULL, None),
             ("embedding", "vector(768)", NULL, None),
+        ],
+    },
+    // m005: the TypeScript app's integer ids -> uuids.
+    TableSpec {
+        name: "legacy_ids",
+        columns: &[
+            ("table_name", "text", NN, None),
+            ("legacy_id", "bigint", NN, None),
+            ("id", "uuid", NN, None),
+            ("imported_at", TSTZ, NN, Some("now()")),
         ],
     },
 ];
@@ -164,6 +176,25 @@ pub const INDEXES: &[ObjectSpec] = &[
         name: "idx_resume_chunks_resume_id",
         definition: "CREATE INDEX idx_resume_chunks_resume_id ON resume_chunks \
                      USING btree (((metadata ->> 'resume_id'::text)))",
+    },
+    // m005
+    ObjectSpec {
+        table: "resumes",
+        name: "resumes_one_primary_per_user",
+        definition: "CREATE INDEX resumes_one_primary_per_user ON resumes USING btree (user_id) \
+                     WHERE is_primary",
+    },
+    ObjectSpec {
+        table: "legacy_ids",
+        name: "legacy_ids_pkey",
+        definition: "CREATE UNIQUE INDEX legacy_ids_pkey ON legacy_ids \
+                     USING btree (table_name, legacy_id)",
+    },
+    ObjectSpec {
+        table: "legacy_ids",
+        name: "idx_legacy_ids_id",
+        definition: "CREATE UNIQUE INDEX idx_legacy_ids_id ON legacy_ids \
+                     USING btree (table_name, id)",
     },
 ];
 
@@ -243,10 +274,28 @@ pub const CONSTRAINTS: &[ObjectSpec] = &[
         name: "resume_chunks_pkey",
         definition: "PRIMARY KEY (id)",
     },
+    // m005: at most one primary resume per user.
+    ObjectSpec {
+        table: "resumes",
+        name: "resumes_one_primary_per_user",
+        definition: "EXCLUDE USING btree (user_id WITH =) WHERE (is_primary) DEFERRABLE",
+    },
+    ObjectSpec {
+        table: "legacy_ids",
+        name: "legacy_ids_pkey",
+        definition: "PRIMARY KEY (table_name, legacy_id)",
+    },
+    ObjectSpec {
+        table: "legacy_ids",
+        name: "legacy_ids_table_name_check",
+        definition: "CHECK ((table_name = ANY (ARRAY['user_profiles'::text, \
+                     'user_preferences'::text, 'resumes'::text])))",
+    },
 ];
 
 /// Every trigger: `updated_at` on the three m001 tables, m004's chunk
-/// clean-up on `resumes` and `user_profiles`.
+/// clean-up on `resumes` and `user_profiles`, m007's id normalization on
+/// `resume_chunks`.
 pub const TRIGGERS: &[ObjectSpec] = &[
     ObjectSpec {
         table: "user_profiles",
@@ -280,6 +329,16 @@ pub const TRIGGERS: &[ObjectSpec] = &[
                      user_profiles REFERENCING OLD TABLE AS deleted_users FOR EACH STATEMENT \
                      EXECUTE FUNCTION delete_chunks_of_deleted_users()",
     },
+    // m007: UUID strings in chunk metadata ids stored in lower case.
+    ObjectSpec {
+        table: "resume_chunks",
+        name: "trg_resume_chunks_lowercase_ids",
+        definition: "CREATE TRIGGER trg_resume_chunks_lowercase_ids BEFORE INSERT OR UPDATE \
+                     OF metadata ON resume_chunks FOR EACH ROW WHEN ((((new.metadata ->> \
+                     'user_id'::text) ~ '[A-F]'::text) OR ((new.metadata ->> \
+                     'resume_id'::text) ~ '[A-F]'::text))) EXECUTE FUNCTION \
+                     lowercase_chunk_metadata_ids()",
+    },
 ];
 
 /// Every function the migrations define (signatures).
@@ -287,6 +346,7 @@ pub const FUNCTIONS: &[&str] = &[
     "set_updated_at()",
     "delete_chunks_of_deleted_resumes()",
     "delete_chunks_of_deleted_users()",
+    "lowercase_chunk_metadata_ids()",
 ];
 
 /// The schema the migrations produce, as a [`Catalog`] (no schema name, no

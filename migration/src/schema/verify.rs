@@ -13,7 +13,7 @@ use sea_orm_migration::sea_orm::{DbBackend, Statement};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, ChangeAction, ObjectKind};
-use crate::{Migrator, expected, lock};
+use crate::{expected, lock};
 
 /// Outcome of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -66,17 +66,7 @@ pub struct PgvectorStatus {
     pub ok: bool,
 }
 
-/// Migration bookkeeping compared with the migrator's list.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct MigrationsStatus {
-    /// Applied, in the migrator's order.
-    pub applied: Vec<String>,
-    /// Known to the migrator but not applied.
-    pub pending: Vec<String>,
-    /// Recorded as applied but unknown to this migrator (a newer binary ran,
-    /// or a migration was removed).
-    pub unknown: Vec<String>,
-}
+pub use crate::schema::status::MigrationsStatus;
 
 /// Size of one table (the specification's "Check table sizes" query).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -145,7 +135,7 @@ pub async fn verify<C: ConnectionTrait>(db: &C) -> Result<VerifyReport, DbErr> {
         available_version: info.try_get("", "available")?,
         min_version: expected::PGVECTOR_MIN_VERSION.to_owned(),
     };
-    let migrations = migrations_status(db).await?;
+    let migrations = MigrationsStatus::read(db).await?;
     let checks = compare(&catalog);
     let mut warnings: Vec<String> = checks
         .iter()
@@ -172,31 +162,6 @@ pub async fn verify<C: ConnectionTrait>(db: &C) -> Result<VerifyReport, DbErr> {
         checks,
         table_sizes: table_sizes(db).await?,
         warnings,
-    })
-}
-
-async fn migrations_status<C: ConnectionTrait>(db: &C) -> Result<MigrationsStatus, DbErr> {
-    let known: Vec<String> = Migrator::migrations()
-        .iter()
-        .map(|m| m.name().to_owned())
-        .collect();
-    let recorded = crate::dry_run::recorded(db).await?;
-    Ok(MigrationsStatus {
-        applied: known
-            .iter()
-            .filter(|k| recorded.contains(k))
-            .cloned()
-            .collect(),
-        pending: known
-            .iter()
-            .filter(|k| !recorded.contains(k))
-            .cloned()
-            .collect(),
-        unknown: recorded
-            .iter()
-            .filter(|r| !known.contains(r))
-            .cloned()
-            .collect(),
     })
 }
 

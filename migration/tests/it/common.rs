@@ -9,11 +9,13 @@ pub use test_db::schema_dump;
 
 /// Every migration, in order. Spelled out (not read from `Migrator`), so a
 /// new migration has to be added here knowingly.
-pub const ALL: [&str; 4] = [
+pub const ALL: [&str; 6] = [
     "m001_user_profiles",
     "m002_add_pdf_storage",
     "m003_create_vector_store",
     "m004_delete_orphan_chunks",
+    "m005_legacy_import",
+    "m007_lowercase_chunk_ids",
 ];
 
 /// The migration binary, with the environment variables that change its
@@ -22,6 +24,7 @@ pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_migration"));
     for var in [
         "DATABASE_URL",
+        "MIGRATION_DATABASE_URL",
         "DATABASE_SCHEMA",
         "MIGRATION_LOCK_TIMEOUT",
         "MOCKINTERVIEW_ALLOW_DATA_LOSS",
@@ -198,4 +201,153 @@ pub async fn count<C: ConnectionTrait>(db: &C, sql: &str) -> i64 {
     strings(db, &format!("SELECT ({sql})::text")).await[0]
         .parse()
         .expect("a count")
+}
+
+// ------------------------------------------------ test infrastructure --
+
+/// A port of the local test infrastructure: the scripts' default, or the
+/// environment variable the script also reads.
+fn port(var: &str, default: u16) -> u16 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Fails the test (never skips it) when nothing listens on `port`, saying
+/// which script starts it.
+fn require(port: u16, what: &str, script: &str) {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if let Err(e) =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2))
+    {
+        panic!(
+            "{what} is not reachable on 127.0.0.1:{port} ({e}): run `{script}` (scripts/test \
+             does), or set the port's environment variable if it runs elsewhere"
+        );
+    }
+}
+
+/// `url` through the PgBouncer >= 1.21 transaction-mode instance (6432).
+pub fn through_tx_pooler(url: &pgconn::DbUrl) -> pgconn::DbUrl {
+    let p = port("MOCKINTERVIEW_POOLER_TX_PORT", 6432);
+    require(
+        p,
+        "PgBouncer (transaction mode, max_prepared_statements)",
+        "scripts/pooler-up --with-legacy",
+    );
+    url.with_port(p)
+}
+
+/// `url` through the PgBouncer session-mode instance (6433).
+pub fn through_session_pooler(url: &pgconn::DbUrl) -> pgconn::DbUrl {
+    let p = port("MOCKINTERVIEW_POOLER_SESSION_PORT", 6433);
+    require(
+        p,
+        "PgBouncer (session mode)",
+        "scripts/pooler-up --with-legacy",
+    );
+    url.with_port(p)
+}
+
+/// `url` through Debian's PgBouncer 1.18 in transaction mode (6434): no
+/// prepared-statement support.
+pub fn through_legacy_pooler(url: &pgconn::DbUrl) -> pgconn::DbUrl {
+    let p = port("MOCKINTERVIEW_POOLER_LEGACY_PORT", 6434);
+    require(
+        p,
+        "PgBouncer 1.18 (transaction mode)",
+        "scripts/pooler-up --with-legacy",
+    );
+    url.with_port(p)
+}
+
+/// `url` on the streaming hot standby (5433).
+pub fn on_standby(url: &pgconn::DbUrl) -> pgconn::DbUrl {
+    let p = port("MOCKINTERVIEW_REPLICA_PORT", 5433);
+    require(p, "the hot standby", "scripts/replica-up");
+    url.with_port(p)
+}
+
+/// The TLS-only cluster of `scripts/secure-cluster-up` (5441): the URL of
+/// its database (DATABASE_URL's role, password and database name, no
+/// query), and the directory holding `ca.pem` and `other-ca.pem`.
+pub fn secure_cluster() -> (String, std::path::PathBuf) {
+    let p = port("MOCKINTERVIEW_SECURE_PORT", 5441);
+    require(p, "the TLS-only cluster", "scripts/secure-cluster-up");
+    let dir = std::path::PathBuf::from(
+        std::env::var("MOCKINTERVIEW_SECURE_DIR")
+            .unwrap_or_else(|_| "/var/lib/postgresql/mockinterview-secure".into()),
+    );
+    assert!(
+        dir.join("ca.pem").is_file() && dir.join("other-ca.pem").is_file(),
+        "{} lacks ca.pem / other-ca.pem: run `scripts/secure-cluster-up`",
+        dir.display()
+    );
+    let base = pgconn::DbUrl::from_env()
+        .expect("DATABASE_URL")
+        .with_port(p);
+    let raw = base.as_str();
+    let raw = raw.split('?').next().unwrap_or(raw).to_owned();
+    (raw, dir)
+}
+
+/// Waits until `sql` (a count) returns at least 1 on `url`: for changes to
+/// replicate to the standby.
+pub async fn wait_for(url: &str, sql: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(conn) = sea_orm::Database::connect(url).await {
+            let n = conn
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.try_get_by_index::<i64>(0).ok())
+                .unwrap_or(0);
+            conn.close().await.ok();
+            if n > 0 {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{sql}` never became true on {url}: is the standby streaming? (scripts/replica-up)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Holds the migration lock in a transaction on `db` (as a migrator in the
+/// middle of its run would), so that migrators started meanwhile all queue
+/// and then race for it at the same moment when it is committed.
+pub async fn hold_migration_lock(db: &sea_orm::DatabaseConnection) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await.unwrap();
+    txn.execute_unprepared(&format!(
+        "SELECT pg_advisory_xact_lock({})",
+        migration::lock::MIGRATION_LOCK_KEY
+    ))
+    .await
+    .unwrap();
+    txn
+}
+
+/// Waits until `n` sessions wait for an advisory lock in `db`'s database.
+pub async fn wait_for_lock_waiters(db: &sea_orm::DatabaseConnection, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(
+        db,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .await
+        < n
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} migrators never queued on the migration lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

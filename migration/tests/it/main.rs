@@ -4,10 +4,18 @@
 //!
 //! Each test gets its own database from `test-db`, so the tests run in
 //! parallel. Start the local server with `scripts/db-up`, or run everything
-//! with `scripts/test`.
+//! with `scripts/test`, which also starts what the production set-up tests
+//! need: PgBouncer (`scripts/pooler-up --with-legacy`), the hot standby
+//! (`scripts/replica-up`) and the TLS-only cluster
+//! (`scripts/secure-cluster-up`).
 
 mod cli;
 mod common;
+mod connect_errors;
+mod import;
 mod migrations;
+mod pooler;
 mod production;
+mod roles;
 mod schema;
+mod schema_search_path;

@@ -33,6 +33,7 @@ async fn up_from_empty_applies_every_migration_in_order() {
     assert_eq!(
         tables(conn).await,
         [
+            "legacy_ids",
             "resume_chunks",
             "resumes",
             "user_preferences",
@@ -58,6 +59,30 @@ async fn down_one_step_at_a_time_removes_exactly_each_migration() {
     let conn = db.conn();
     let empty = schema_dump(db.url());
     Migrator::up(conn, None).await.unwrap();
+
+    // 007 down: the id-lowercasing trigger and its function only.
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..5]);
+    assert_eq!(
+        functions(conn).await,
+        [
+            "delete_chunks_of_deleted_resumes",
+            "delete_chunks_of_deleted_users",
+            "set_updated_at"
+        ]
+    );
+
+    // 005 down: legacy_ids, resumes.is_primary and its constraint.
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..4]);
+    assert_eq!(tables(conn).await.len(), 4);
+    assert!(
+        !columns(conn, "resumes")
+            .await
+            .iter()
+            .any(|c| c.starts_with("is_primary")),
+        "is_primary must be gone"
+    );
 
     // 004 down: the orphan-chunk triggers and their functions only.
     Migrator::down(conn, Some(1)).await.unwrap();

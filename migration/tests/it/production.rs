@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use migration::lock::{self, MigrationLock};
+use migration::lock;
 use migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use test_db::TestDatabase;
@@ -18,7 +18,10 @@ use test_db::TestDatabase;
 async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
     let db = TestDatabase::empty().await;
     const PROCESSES: usize = 4;
-    // Started back to back, as instances of a deployment starting together.
+    // Started back to back, as instances of a deployment starting together;
+    // the lock is held until all of them queue, so that they really run
+    // into each other however slowly they start.
+    let held = hold_migration_lock(db.conn()).await;
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             bin()
@@ -30,6 +33,8 @@ async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
                 .expect("spawn the migration binary")
         })
         .collect();
+    wait_for_lock_waiters(db.conn(), PROCESSES as i64).await;
+    held.commit().await.unwrap();
     let outputs: Vec<String> = children
         .into_iter()
         .map(|c| {
@@ -73,16 +78,27 @@ async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
 #[tokio::test]
 async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
     let db = TestDatabase::empty().await;
-    // The library lock, taken by "another instance".
-    let held = MigrationLock::acquire(db.conn()).await.unwrap();
+    // The lock, held by "another instance" in the middle of its run.
+    let held = db.conn().begin().await.unwrap();
+    held.execute_unprepared(&format!(
+        "SELECT pg_advisory_xact_lock({})",
+        lock::MIGRATION_LOCK_KEY
+    ))
+    .await
+    .unwrap();
     let holder = lock::lock_holder(db.conn())
         .await
         .unwrap()
         .expect("the lock is held by the dedicated session");
 
+    // A statement_timeout (a role default on managed services; here from
+    // the URL) shorter than the wait does not cancel the waiting migrator.
     let child = bin()
         .arg("up")
-        .env("DATABASE_URL", db.url())
+        .env(
+            "DATABASE_URL",
+            format!("{}?options=-c%20statement_timeout%3D2s", db.url()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -100,11 +116,12 @@ async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
         assert!(Instant::now() < deadline, "the binary never waited");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
         applied(db.conn()).await.is_empty(),
         "nothing ran while locked"
     );
-    held.release().await.unwrap();
+    held.commit().await.unwrap();
 
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
@@ -152,10 +169,10 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
     let report = ok(db.url(), &["verify"]);
     for line in [
         "pgvector 0.",
-        "migrations: 4 applied, 0 pending, 0 unknown",
-        "tables: 4/4 as expected",
-        "indexes: 11/11 as expected",
-        "triggers: 5/5 as expected",
+        &format!("migrations: {} applied, 0 pending, 0 unknown", ALL.len()),
+        "tables: 5/5 as expected",
+        "indexes: 14/14 as expected",
+        "triggers: 6/6 as expected",
         "Table sizes:",
         "public.resume_chunks",
         "public.user_profiles",
@@ -170,12 +187,15 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
     assert_eq!(json["ok"], true);
     assert_eq!(json["problems"], 0);
     assert!(json["pgvector"]["installed_version"].is_string());
-    assert_eq!(json["migrations"]["applied"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        json["migrations"]["applied"].as_array().unwrap().len(),
+        ALL.len()
+    );
     let sizes = json["table_sizes"].as_array().unwrap();
     assert_eq!(
         sizes.len(),
-        5,
-        "four tables and seaql_migrations: {sizes:?}"
+        6,
+        "five tables and seaql_migrations: {sizes:?}"
     );
     assert!(sizes.iter().all(|s| s["bytes"].as_i64().unwrap() > 0));
     let embedding = json["checks"]
@@ -192,8 +212,8 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
 async fn verify_reports_every_difference_and_fails() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    // m004 rolled back: its triggers and functions are pending.
-    ok(db.url(), &["down"]);
+    // m007, m005 and m004 rolled back: their objects are pending.
+    ok(db.url(), &["down", "-n", "3"]);
     for sql in [
         "DROP INDEX idx_resume_chunks_embedding",
         "DROP INDEX idx_resume_chunks_user_id",
@@ -211,6 +231,8 @@ async fn verify_reports_every_difference_and_fails() {
     let report = fails(db.url(), &["verify"]);
     for line in [
         "pending: m004_delete_orphan_chunks",
+        "pending: m005_legacy_import",
+        "missing table legacy_ids",
         "unknown: m099_from_the_future",
         "missing index idx_resume_chunks_embedding",
         "different index idx_resume_chunks_user_id",
@@ -238,7 +260,7 @@ async fn verify_reports_every_difference_and_fails() {
         .map(|c| format!("{} {} {}", c["status"], c["kind"], c["name"]))
         .collect();
     assert_eq!(
-        problems.len() + 2, // plus one pending and one unknown migration
+        problems.len() + 4, // plus three pending and one unknown migration
         json["problems"].as_u64().unwrap() as usize,
         "{problems:?}"
     );
@@ -259,7 +281,7 @@ async fn verify_says_when_pgvector_is_missing() {
         "{report}"
     );
     assert!(
-        report.contains("migrations: 0 applied, 4 pending"),
+        report.contains(&format!("migrations: 0 applied, {} pending", ALL.len())),
         "{report}"
     );
     assert!(report.contains("missing table resume_chunks"), "{report}");
@@ -284,9 +306,12 @@ async fn dry_run_on_an_empty_database_reports_everything_and_changes_nothing() {
 
     let report = ok(db.url(), &["up", "--dry-run"]);
     for line in [
-        "Dry run: 4 migration(s) would be applied:",
+        &format!("Dry run: {} migration(s) would be applied:", ALL.len()),
         "  m001_user_profiles",
         "  m004_delete_orphan_chunks",
+        "  m005_legacy_import",
+        "+ table legacy_ids",
+        "+ column resumes.is_primary: boolean NOT NULL DEFAULT false",
         "+ extension vector",
         "+ table user_profiles",
         "+ table resume_chunks",
@@ -334,7 +359,7 @@ async fn dry_run_on_an_empty_database_reports_everything_and_changes_nothing() {
 async fn dry_run_of_part_of_the_migrations_leaves_bookkeeping_and_data_alone() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    ok(db.url(), &["down", "-n", "2"]);
+    ok(db.url(), &["down", "-n", "4"]); // back to m002: m003 is next
     conn.execute_unprepared("INSERT INTO user_profiles (firebase_uid) VALUES ('uid-1')")
         .await
         .unwrap();
@@ -400,7 +425,7 @@ async fn dry_run_of_part_of_the_migrations_leaves_bookkeeping_and_data_alone() {
 async fn a_blocked_migration_gives_up_after_lock_timeout_and_says_what_to_do() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    ok(db.url(), &["down", "-n", "3"]); // back to m001: m002 alters resumes next
+    ok(db.url(), &["down", "-n", &(ALL.len() - 1).to_string()]); // back to m001: m002 alters resumes next
 
     // A long transaction elsewhere holds a lock on resumes (a plain SELECT's
     // lock is enough to block ALTER TABLE).
@@ -445,9 +470,12 @@ async fn a_blocked_migration_gives_up_after_lock_timeout_and_says_what_to_do() {
 async fn lock_timeout_also_applies_to_library_migrations() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
+    // m007 first (it locks resume_chunks only); m005's down is the one blocked.
+    Migrator::down(conn, Some(1)).await.unwrap();
     let blocker = conn.begin().await.unwrap();
+    // The last migration's down alters resumes.
     blocker
-        .execute_unprepared("LOCK TABLE user_profiles IN ACCESS SHARE MODE")
+        .execute_unprepared("LOCK TABLE resumes IN ACCESS SHARE MODE")
         .await
         .unwrap();
     let started = Instant::now();
@@ -464,12 +492,10 @@ async fn lock_timeout_also_applies_to_library_migrations() {
     blocker.rollback().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5), "{err}");
     assert!(
-        err.contains(
-            "migration 'm004_delete_orphan_chunks' waited longer than lock_timeout = 300ms"
-        ),
+        err.contains("migration 'm005_legacy_import' waited longer than lock_timeout = 300ms"),
         "{err}"
     );
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, ALL[..5]);
 }
 
 #[test]
@@ -500,11 +526,23 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     )
     .await
     .unwrap();
+    // m005's down (after m007's) would forget which resume is primary.
+    conn.execute_unprepared("UPDATE resumes SET is_primary = true")
+        .await
+        .unwrap();
+    let err = fails(db.url(), &["down", "-n", "2"]);
+    assert!(
+        err.contains("1 row(s) of resumes where is_primary"),
+        "{err}"
+    );
+    conn.execute_unprepared("UPDATE resumes SET is_primary = false")
+        .await
+        .unwrap();
     let before = schema_dump(db.url());
 
-    // m004's down destroys nothing; m003's would drop the chunk. Asked for
-    // both at once, nothing at all happens.
-    let err = fails(db.url(), &["down", "-n", "2"]);
+    // m007's, m005's and m004's downs now destroy nothing; m003's would
+    // drop the chunk. Asked for all four at once, nothing at all happens.
+    let err = fails(db.url(), &["down", "-n", "4"]);
     for part in [
         "refusing to roll back m003_create_vector_store",
         "1 row(s) of resume_chunks",
@@ -518,7 +556,7 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     assert_eq!(applied(conn).await, ALL);
     assert_eq!(schema_dump(db.url()), before);
 
-    ok(db.url(), &["down", "-n", "2", "--force"]);
+    ok(db.url(), &["down", "-n", "4", "--force"]);
     assert_eq!(applied(conn).await, ALL[..2]);
 
     // m002 with a PDF stored.
@@ -595,7 +633,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
     conn.execute_unprepared("INSERT INTO resume_chunks (text) VALUES ('x')")
         .await
         .unwrap();
-    let err = Migrator::down(conn, Some(2)).await.unwrap_err().to_string();
+    let err = Migrator::down(conn, Some(4)).await.unwrap_err().to_string();
     assert!(
         err.contains("refusing to roll back m003_create_vector_store"),
         "{err}"
@@ -604,7 +642,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
 
     // The check inside m003's own down (which also runs when the pre-check
     // is bypassed, as sea-orm's own executor would) refuses as well.
-    Migrator::down(conn, Some(1)).await.unwrap(); // m004: no data at risk
+    Migrator::down(conn, Some(3)).await.unwrap(); // m007, m005, m004: no data at risk
     let txn = conn.begin().await.unwrap();
     let err =
         migration::safety::prepare_down(&SchemaManager::new(&txn), "m003_create_vector_store")

@@ -3,6 +3,7 @@
 
 use migration::catalog::Catalog;
 use migration::expected;
+use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use test_db::TestDatabase;
 
@@ -190,4 +191,70 @@ async fn seed_one_user_with_resume_and_preferences(conn: &sea_orm::DatabaseConne
     )
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn uuid_strings_in_chunk_metadata_ids_are_stored_in_lower_case() {
+    let db = TestDatabase::new().await;
+    let conn = db.conn();
+    let user = "3F2504E0-4F89-41D3-9A0C-0305E82C3301";
+    let resume = "A1B2C3D4-0000-4000-8000-00000000ABCD";
+    let row = format!(
+        "('upper', '{{\"user_id\": \"{user}\", \"resume_id\": \"{resume}\", \"page\": \"AB\"}}')"
+    );
+    // Written by someone else: lowercased on insert...
+    conn.execute_unprepared(&format!(
+        "INSERT INTO resume_chunks (text, metadata) VALUES {row}, \
+         ('firebase', '{{\"user_id\": \"AbCdEf123\", \"resume_id\": 42}}'), \
+         ('mixed', '{{\"user_id\": \"3f2504e0-4F89-41d3-9a0c-0305e82c3301\"}}')"
+    ))
+    .await
+    .unwrap();
+    let metadata = |text: &'static str| async move {
+        strings(
+            conn,
+            &format!("SELECT metadata::text FROM resume_chunks WHERE text = '{text}'"),
+        )
+        .await
+        .remove(0)
+    };
+    assert_eq!(
+        metadata("upper").await,
+        format!(
+            r#"{{"page": "AB", "user_id": "{}", "resume_id": "{}"}}"#,
+            user.to_lowercase(),
+            resume.to_lowercase()
+        )
+    );
+    assert_eq!(
+        metadata("mixed").await,
+        r#"{"user_id": "3f2504e0-4f89-41d3-9a0c-0305e82c3301"}"#
+    );
+    // ...a Firebase uid (case-sensitive) and a number are left alone.
+    assert_eq!(
+        metadata("firebase").await,
+        r#"{"user_id": "AbCdEf123", "resume_id": 42}"#
+    );
+    // ...and on update.
+    conn.execute_unprepared(&format!(
+        "UPDATE resume_chunks SET metadata = jsonb_set(metadata, '{{user_id}}', '\"{user}\"') \
+         WHERE text = 'firebase'"
+    ))
+    .await
+    .unwrap();
+    assert!(metadata("firebase").await.contains(&user.to_lowercase()));
+
+    // Rows written before the migration are lowercased by its `up`; its
+    // `down` leaves them lowercased (same ids, canonical spelling).
+    Migrator::down(conn, Some(1)).await.unwrap();
+    conn.execute_unprepared(&format!(
+        "DELETE FROM resume_chunks; INSERT INTO resume_chunks (text, metadata) VALUES {row}"
+    ))
+    .await
+    .unwrap();
+    assert!(metadata("upper").await.contains(user));
+    Migrator::up(conn, None).await.unwrap();
+    assert!(metadata("upper").await.contains(&user.to_lowercase()));
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert!(metadata("upper").await.contains(&user.to_lowercase()));
 }
