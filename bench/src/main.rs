@@ -280,7 +280,8 @@ pub struct Ctx {
     pub url: String,
     /// Name of the benchmark database.
     pub db_name: String,
-    /// The library's handle (DbConfig::new(url).connect(): ef_search 100).
+    /// The library's handle (DbConfig::new(url).connect(): ef_search from
+    /// the table's size).
     pub db: mockinterview_db::Db,
     /// A raw tokio-postgres connection to the benchmark database.
     pub raw: tokio_postgres::Client,
@@ -454,12 +455,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
             }
         }
         ctx.sql("ANALYZE resume_chunks").await?;
-        // The library's pool with the ef_search its policy gives this table
-        // size (src/tuning.rs; the library will apply it per search).
-        let mut config = DbConfig::new(ctx.url.clone());
-        config.hnsw_ef_search = Some(mockinterview_db::tuning::ef_search_for(n as u64, 10));
-        let policy_db = config.connect().await?;
-        std::mem::replace(&mut ctx.db, policy_db).close().await.ok();
+        // The library's defaults: whole-table searches take their
+        // ef_search from the table's size (src/tuning.rs), now analyzed.
         if reused {
         } else if args.wants(Section::Build) {
             build::hnsw(&mut ctx).await?;
