@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::embedding::Embedding;
 use crate::error::{Error, Result};
-use crate::store::{Op, Store};
+use crate::store::{Op, Store, apply_auto_ef_search};
 use crate::validate::{Chars, JsonProblem, TextRule, check_json, invalid, json_text_depth};
 
 /// Largest `k` a search accepts.
@@ -458,8 +458,9 @@ pub async fn resume_chunks<S: Store + ?Sized>(
 ///
 /// Scoped searches ([`SearchScope::User`], [`SearchScope::Resume`]) compare
 /// every chunk of the scope and return the exact top `k`, however large the
-/// table is. [`SearchScope::All`] uses the HNSW index (approximate; tune
-/// recall with `hnsw.ef_search`, see [`crate::DbConfig::hnsw_ef_search`]).
+/// table is. [`SearchScope::All`] uses the HNSW index (approximate): its
+/// `hnsw.ef_search` follows the table's size unless
+/// [`crate::DbConfig::hnsw_ef_search`] fixes it ([`crate::tuning`]).
 /// All values, metadata keys included, are bound as parameters; filters
 /// follow [`SearchQuery::metadata_filter`]'s rule.
 ///
@@ -583,10 +584,16 @@ pub async fn search_chunks<S: Store + ?Sized>(
         _ => Op::Plain,
     };
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
-    db.route()
+    let route = db.route();
+    let auto_ef = op == Op::HnswSearch && route.settings().auto_ef_search();
+    let k = query.k;
+    route
         .read(op, |c| {
             let statement = statement.clone();
             async move {
+                if auto_ef {
+                    apply_auto_ef_search(&c, k).await?;
+                }
                 let mut out = Vec::new();
                 for r in c.query_all_raw(statement).await? {
                     let id: Uuid = r.try_get("", "id")?;

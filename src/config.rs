@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use pgconn::DbUrl;
 use pgconn::diagnose::{self, ConnectFailure, FailureKind};
+use pgconn::socket::{Keepalive, SocketTuning};
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, Statement};
@@ -12,7 +13,7 @@ use sea_orm::{DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, State
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::replica::{Replica, Replicas};
-use crate::store::{Op, Settings, Store};
+use crate::store::{EfSearch, Op, Settings, Store, apply_auto_ef_search};
 
 /// Connection settings. Build one with [`DbConfig::from_env`] or
 /// [`DbConfig::new`] and adjust the public fields, then
@@ -68,12 +69,13 @@ pub struct DbConfig {
     /// [`DbConfig::from_env`].
     pub schema: Option<String>,
     /// `hnsw.ef_search` of whole-table (HNSW) searches: the candidate list
-    /// size. Higher is more accurate and slower; pgvector's default is 40.
-    /// Measured here (BENCHMARKS.md): 100 gives recall@10 of about 0.97–0.99
-    /// at 100k chunks and 0.96–0.98 at 200k for ~1 ms. Recall falls as the
-    /// table grows: measure at your size (`mockinterview-bench`). Very high
-    /// values make the planner prefer an exact sequential scan, hundreds of
-    /// times slower. `None` uses pgvector's default.
+    /// size. Higher is more accurate and slower. `None` (the default): it
+    /// follows the table's size, from [`crate::tuning::EF_SEARCH_BASE`] for
+    /// up to 100k chunks upwards, read from `pg_class.reltuples` by each
+    /// search ([`crate::tuning::ef_search_for`]; the figures behind it are
+    /// in BENCHMARKS.md). `Some(n)` fixes it, e.g. `Some(40)` for pgvector's
+    /// own default. Very high values make the planner prefer an exact
+    /// sequential scan, hundreds of times slower on large tables.
     pub hnsw_ef_search: Option<u32>,
     /// Read replicas (streaming standbys of the primary), each with its own
     /// pool. Reads go to them; writes and reads inside a caller's
@@ -95,10 +97,25 @@ pub struct DbConfig {
     /// Acquire timeout of the replica pools: short, so that a read falls
     /// back to the primary quickly when a replica stops answering.
     pub replica_acquire_timeout: Duration,
+    /// TCP keepalive on the pools' connections: after this long without
+    /// traffic the kernel probes the server (every third of it, at least
+    /// 1 s, three times) and drops a connection whose peer is gone (host
+    /// down, network cut), so a call waiting on it fails instead of hanging
+    /// until [`DbConfig::call_timeout`]. `None` leaves the system default
+    /// (usually off). Set at run time on each new connection
+    /// ([`crate::net`], Linux); default 30 s.
+    pub tcp_keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT` on the pools' connections: how long sent data may
+    /// stay unacknowledged before the kernel drops the connection (a cut
+    /// network during a write or a `COPY`). `None` leaves the system
+    /// default (about 15 minutes of retransmissions); default 30 s.
+    pub tcp_user_timeout: Option<Duration>,
 }
 
-/// The `hnsw.ef_search` that [`DbConfig::new`] sets (see BENCHMARKS.md).
-pub const DEFAULT_HNSW_EF_SEARCH: u32 = 100;
+/// The `hnsw.ef_search` of whole-table searches in tables of up to 100k
+/// chunks; it grows with the table unless [`DbConfig::hnsw_ef_search`] is
+/// set (see [`crate::tuning`]).
+pub const DEFAULT_HNSW_EF_SEARCH: u32 = crate::tuning::EF_SEARCH_BASE;
 /// The [`DbConfig::call_timeout`] that [`DbConfig::new`] sets.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The [`DbConfig::bulk_call_timeout`] that [`DbConfig::new`] sets.
@@ -111,9 +128,12 @@ pub const REPLICA_URLS_ENV: &str = "DATABASE_REPLICA_URLS";
 impl DbConfig {
     /// Settings with sensible limits for `url`: up to 10 connections, 5 s
     /// connect and acquire timeouts, 10 min idle timeout, 30 min lifetime,
-    /// 30 s call timeout (10 min for chunk replacement), `ef_search` 100, no replicas (when some are added:
-    /// 2 s maximum lag, 50 ms read-your-writes wait, checks every 100 ms,
-    /// retry after 5 s, 1 s acquire timeout).
+    /// 30 s call timeout (10 min for chunk replacement), `ef_search` from
+    /// the table's size,
+    /// TCP keepalive after 30 s idle and a 30 s TCP user timeout, no
+    /// replicas (when some are added: 2 s maximum lag, 50 ms
+    /// read-your-writes wait, checks every 100 ms, retry after 5 s, 1 s
+    /// acquire timeout).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -129,13 +149,15 @@ impl DbConfig {
             application_name: "mockinterview-db".into(),
             log_statements: false,
             schema: None,
-            hnsw_ef_search: Some(DEFAULT_HNSW_EF_SEARCH),
+            hnsw_ef_search: None,
             replica_urls: Vec::new(),
             max_replica_lag: Duration::from_secs(2),
             read_your_writes_wait: Duration::from_millis(50),
             replica_check_interval: Duration::from_millis(100),
             replica_retry_after: Duration::from_secs(5),
             replica_acquire_timeout: Duration::from_secs(1),
+            tcp_keepalive: Some(Duration::from_secs(30)),
+            tcp_user_timeout: Some(Duration::from_secs(30)),
         }
     }
 
@@ -225,7 +247,7 @@ impl DbConfig {
             .await
             .ok();
         let pool = self
-            .pool_options(self.acquire_timeout)
+            .pool_options(self.acquire_timeout, &url)
             .connect_with(options)
             .await
             .map_err(|e| unavailable(&diagnose::classify(&url, &e)))?;
@@ -253,7 +275,7 @@ impl DbConfig {
                 .as_deref()
                 .map(|s| search_path(s, probe.vector_schema.as_deref())),
             statement_timeout_ms: self.statement_timeout.map(|t| t.as_millis()),
-            ef_search: self.hnsw_ef_search,
+            ef_search: self.hnsw_ef_search.map_or(EfSearch::Auto, EfSearch::Fixed),
             // `hnsw.iterative_scan` exists from pgvector 0.8 on.
             iterative_scan: probe
                 .pgvector_version
@@ -294,19 +316,39 @@ impl DbConfig {
         }
     }
 
-    fn pool_options(&self, acquire_timeout: Duration) -> PgPoolOptions {
-        PgPoolOptions::new()
+    /// Pool limits, and the hook that sets `TCP_NODELAY`, keepalive and the
+    /// user timeout on each new connection's socket ([`crate::net`]).
+    fn pool_options(&self, acquire_timeout: Duration, url: &DbUrl) -> PgPoolOptions {
+        let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
             .acquire_timeout(acquire_timeout)
             .idle_timeout(self.idle_timeout)
-            .max_lifetime(self.max_lifetime)
+            .max_lifetime(self.max_lifetime);
+        crate::net::with_socket_tuning(pool, url, self.socket_tuning())
+    }
+
+    /// The TCP options of [`DbConfig::tcp_keepalive`] and
+    /// [`DbConfig::tcp_user_timeout`], with `TCP_NODELAY`.
+    fn socket_tuning(&self) -> SocketTuning {
+        SocketTuning {
+            nodelay: true,
+            keepalive: self.tcp_keepalive.map(|idle| {
+                let idle = idle.max(Duration::from_secs(1));
+                Keepalive {
+                    idle,
+                    interval: (idle / 3).max(Duration::from_secs(1)),
+                    count: 3,
+                }
+            }),
+            user_timeout: self.tcp_user_timeout,
+        }
     }
 
     /// A pool to `url` that connects on first use.
     fn lazy_pool(&self, url: &DbUrl) -> DatabaseConnection {
         let pool = self
-            .pool_options(self.replica_acquire_timeout)
+            .pool_options(self.replica_acquire_timeout, url)
             .connect_lazy_with(self.connect_options(url));
         SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
     }
@@ -488,9 +530,9 @@ pub struct EffectiveSettings {
 }
 
 /// What a whole-table search on `db` runs with: the same transaction and
-/// `set_config` calls as [`crate::chunks::search_chunks`], then
-/// `current_setting` of each value. Use it to check that the settings hold
-/// through a pooler.
+/// `set_config` calls as [`crate::chunks::search_chunks`] (for the top 10),
+/// then `current_setting` of each value. Use it to check that the settings
+/// hold through a pooler.
 ///
 /// # Errors
 /// As the data functions ([`Error::Unavailable`], [`Error::Database`]).
@@ -503,8 +545,13 @@ pub struct EffectiveSettings {
 /// ```
 pub async fn effective_settings<S: Store + ?Sized>(db: &S) -> Result<EffectiveSettings> {
     use sea_orm::ConnectionTrait;
-    db.route()
+    let route = db.route();
+    let auto_ef = route.settings().auto_ef_search();
+    route
         .read(Op::HnswSearch, |c| async move {
+            if auto_ef {
+                apply_auto_ef_search(&c, 10).await?;
+            }
             let row = c
                 .query_one_raw(Statement::from_string(
                     DbBackend::Postgres,

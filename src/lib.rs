@@ -15,7 +15,9 @@
 //! | [`chunks`] | atomic bulk replacement of a resume's chunks, semantic search |
 //! | [`embedding`] | validated 768-dimension embeddings |
 //! | [`legacy`] | data imported from the TypeScript app: lookups by its integer ids, primary resume |
+//! | [`tuning`] | search tuning policies (`ef_search` by table size) |
 //! | [`error`] | the [`Error`] type |
+//! | [`net`] | `TCP_NODELAY` on the pool's sockets at run time (sqlx 0.9.0 stopped setting it) |
 //! | `testing` | (feature `testing`) an isolated migrated database per test |
 //!
 //! Data functions take any [`Store`]: the [`Db`] handle (reads may go to a
@@ -46,11 +48,13 @@ mod db;
 pub mod embedding;
 pub mod error;
 pub mod legacy;
+pub mod net;
 pub mod preferences;
 pub mod profiles;
 mod replica;
 pub mod resumes;
 mod store;
+pub mod tuning;
 mod validate;
 /// Test fixtures (feature `testing`): an isolated, migrated database per
 /// test. See the `test-db` crate.

@@ -79,8 +79,8 @@ pub(crate) struct Settings {
     pub search_path: Option<String>,
     /// `statement_timeout` in milliseconds, when configured.
     pub statement_timeout_ms: Option<u128>,
-    /// `hnsw.ef_search` of whole-table searches (`None`: pgvector's).
-    pub ef_search: Option<u32>,
+    /// `hnsw.ef_search` of whole-table searches.
+    pub ef_search: EfSearch,
     /// Whether to set `hnsw.iterative_scan = strict_order` (pgvector 0.8+).
     pub iterative_scan: bool,
     /// Client-side bound of every call.
@@ -91,14 +91,50 @@ pub(crate) struct Settings {
     pub extra: Vec<(String, String)>,
 }
 
+/// How whole-table searches get `hnsw.ef_search`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EfSearch {
+    /// From the table's size ([`crate::tuning::ef_search_for`]), read by
+    /// each search ([`apply_auto_ef_search`]).
+    Auto,
+    /// This value, set with the other settings.
+    Fixed(u32),
+}
+
+/// Sets `hnsw.ef_search` for a search of the top `k` inside the current
+/// transaction from the size of `resume_chunks` (`pg_class.reltuples`, kept
+/// current by autovacuum and ANALYZE): [`crate::tuning::ef_search_for`].
+/// Two short statements; returns the value set.
+pub(crate) async fn apply_auto_ef_search<C: ConnectionTrait>(c: &C, k: u32) -> Result<u32> {
+    let rows: Option<f64> = c
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT reltuples::float8 AS rows FROM pg_class \
+             WHERE oid = to_regclass('resume_chunks')",
+        ))
+        .await?
+        .map(|r| r.try_get::<f64>("", "rows"))
+        .transpose()?;
+    // -1: never analyzed (a new table); counts as empty.
+    let rows = rows.unwrap_or(0.0).max(0.0) as u64;
+    let ef = crate::tuning::ef_search_for(rows, k);
+    apply_settings(c, &[("hnsw.ef_search".to_owned(), ef.to_string())]).await?;
+    Ok(ef)
+}
+
 impl Settings {
+    /// Whether whole-table searches pick `hnsw.ef_search` themselves.
+    pub(crate) fn auto_ef_search(&self) -> bool {
+        self.ef_search == EfSearch::Auto
+    }
+
     /// What a plain connection or transaction gets: the library's defaults.
     pub(crate) fn defaults() -> &'static Settings {
         static DEFAULTS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
         DEFAULTS.get_or_init(|| Settings {
             search_path: None,
             statement_timeout_ms: None,
-            ef_search: Some(crate::config::DEFAULT_HNSW_EF_SEARCH),
+            ef_search: EfSearch::Auto,
             iterative_scan: true,
             call_timeout: Some(crate::config::DEFAULT_CALL_TIMEOUT),
             bulk_call_timeout: Some(crate::config::DEFAULT_BULK_CALL_TIMEOUT),
@@ -116,7 +152,8 @@ impl Settings {
             out.push(("statement_timeout".into(), ms.to_string()));
         }
         if op == Op::HnswSearch {
-            if let Some(ef) = self.ef_search {
+            // `Auto` is set by the search itself, from the table's size.
+            if let EfSearch::Fixed(ef) = self.ef_search {
                 out.push(("hnsw.ef_search".into(), ef.to_string()));
             }
             if self.iterative_scan {

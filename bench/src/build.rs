@@ -8,7 +8,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::raw::BoxError;
 use crate::report::{fmt_int, verdict};
-use crate::{Ctx, HNSW_INDEX_SQL, progress};
+use crate::{Ctx, progress};
 
 /// A connection whose server notices (e.g. pgvector's "hnsw graph no longer
 /// fits into maintenance_work_mem") are printed and collected.
@@ -79,7 +79,7 @@ fn monitor(url: String, label: String) -> tokio::sync::oneshot::Sender<()> {
 
 /// Builds an index with session settings; returns the wall time and whether
 /// the graph spilled out of `maintenance_work_mem`.
-async fn timed_build(
+pub async fn timed_build(
     ctx: &Ctx,
     label: &str,
     settings: &str,
@@ -106,7 +106,7 @@ fn defaults() -> &'static str {
     "SET maintenance_work_mem TO DEFAULT; SET max_parallel_maintenance_workers TO DEFAULT"
 }
 
-fn recommended(ctx: &Ctx) -> String {
+pub fn recommended(ctx: &Ctx) -> String {
     format!(
         "SET maintenance_work_mem = '{}'; SET max_parallel_maintenance_workers = 1",
         ctx.args.recommended_mwm()
@@ -116,7 +116,7 @@ fn recommended(ctx: &Ctx) -> String {
 /// Builds the HNSW index with the recommended settings, without reporting
 /// (for runs that skip the build section).
 pub async fn recommended_untimed(ctx: &Ctx) -> Result<(), BoxError> {
-    timed_build(ctx, "HNSW index", &recommended(ctx), HNSW_INDEX_SQL).await?;
+    timed_build(ctx, "HNSW index", &recommended(ctx), &ctx.hnsw_index_sql()).await?;
     ctx.sql("ANALYZE resume_chunks").await
 }
 
@@ -159,7 +159,10 @@ pub async fn hnsw(ctx: &mut Ctx) -> Result<(), BoxError> {
         "resume_chunks"
     };
     let create = |name: &str| {
-        format!("CREATE INDEX {name} ON {table} USING hnsw (embedding vector_cosine_ops)")
+        format!(
+            "CREATE INDEX {name} ON {table} USING hnsw (embedding vector_cosine_ops){}",
+            ctx.hnsw_with()
+        )
     };
     let mut details = String::from(
         "| rows | settings | build time s | rows/s | graph spilled out of maintenance_work_mem |\n|---|---|---|---|---|\n",
@@ -192,7 +195,7 @@ pub async fn hnsw(ctx: &mut Ctx) -> Result<(), BoxError> {
             ctx,
             &format!("HNSW on {s} rows, recommended"),
             &recommended(ctx),
-            HNSW_INDEX_SQL,
+            &ctx.hnsw_index_sql(),
         )
         .await?
     } else {
@@ -228,7 +231,8 @@ pub async fn hnsw(ctx: &mut Ctx) -> Result<(), BoxError> {
             &recommended(ctx),
             &format!(
                 "CREATE INDEX bench_hnsw_half ON {table} \
-                 USING hnsw ((embedding::halfvec(768)) halfvec_cosine_ops)"
+                 USING hnsw ((embedding::halfvec(768)) halfvec_cosine_ops){}",
+                ctx.hnsw_with()
             ),
         )
         .await?;
@@ -244,7 +248,7 @@ pub async fn hnsw(ctx: &mut Ctx) -> Result<(), BoxError> {
             ctx,
             &format!("HNSW on all {n} rows, recommended"),
             &recommended(ctx),
-            HNSW_INDEX_SQL,
+            &ctx.hnsw_index_sql(),
         )
         .await?;
         line(n, &format!("recommended ({rec_desc})"), full_s, full_spill);

@@ -5,13 +5,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mockinterview_db::{DbConfig, Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 use test_db::{TestDatabase, template_name};
 use tokio_postgres::Client;
 
 use crate::raw::BoxError;
-use crate::report::{Samples, fmt_ms, verdict};
+use crate::report::{Samples, fmt_ms, median, rounds_of, spread, spread_x, verdict};
 use crate::{Ctx, progress};
+
+/// The first query a test runs on its fresh database.
+const FIRST_QUERY: &str = "SELECT count(*) FROM resumes";
 
 /// Creates an empty database, connects the library's pool and runs every
 /// migration; returns (create+connect+migrate time, migrate-only time).
@@ -40,51 +43,119 @@ async fn migrate_from_scratch(
     Ok((total, migrate))
 }
 
-/// 5: `TestDatabase::new()` vs create + migrate; CREATE DATABASE strategies;
-/// schema per test.
+/// One whole test's database cycle without the fixture: CREATE DATABASE,
+/// connect, `Migrator::up`, the first query, close, DROP DATABASE.
+async fn scratch_cycle(ctx: &Ctx, admin: &Client, name: &str) -> Result<Duration, BoxError> {
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    let t = Instant::now();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let mut config = DbConfig::new(ctx.admin_url.with_database(name).as_str());
+    config.max_connections = 5;
+    let db = config.connect().await?;
+    Migrator::up(&db, None).await?;
+    db.execute_unprepared(FIRST_QUERY).await?;
+    db.close().await.ok();
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await?;
+    Ok(t.elapsed())
+}
+
+/// One whole test's database cycle with the fixture: `TestDatabase::new()`
+/// (a prefetched or new clone, its pool), the first query, and the guard's
+/// drop, which waits for `DROP DATABASE` and so for any prefetch queued
+/// before it on the fixture's admin connection.
+async fn fixture_cycle() -> Result<(Duration, Duration, Duration), BoxError> {
+    let t = Instant::now();
+    let db = TestDatabase::try_new().await?;
+    let created = t.elapsed();
+    db.conn().execute_unprepared(FIRST_QUERY).await?;
+    let d = Instant::now();
+    drop(db);
+    Ok((t.elapsed(), created, d.elapsed()))
+}
+
+/// 5: full per-test cycles, fixture vs migrating from scratch (rounds of
+/// back-to-back blocks, block order alternating); CREATE DATABASE
+/// strategies; reuse and schema per test.
 pub async fn fixture(ctx: &mut Ctx, admin: &Client) -> Result<(), BoxError> {
     let reps = ctx.args.reps().max(1);
+    let rounds = ctx.args.rounds();
     progress(&format!(
-        "fixture: {reps} × TestDatabase::new() (template clone)"
+        "fixture: {rounds} rounds × ({reps} fixture cycles, {reps} migrate-from-scratch cycles)"
     ));
     let t = Instant::now();
     drop(TestDatabase::try_new().await?);
     let first = t.elapsed();
-    let (mut create, mut dropping) = (Samples::default(), Samples::default());
-    for _ in 0..reps {
-        let t = Instant::now();
-        let db = TestDatabase::try_new().await?;
-        create.push(t.elapsed());
-        let t = Instant::now();
-        drop(db);
-        dropping.push(t.elapsed());
-    }
-    progress(&format!("fixture: {reps} × CREATE DATABASE + Migrator::up"));
+    let (mut cycle, mut create, mut dropping) =
+        (Samples::default(), Samples::default(), Samples::default());
     let mut scratch = Samples::default();
-    let mut migrate_only = Samples::default();
-    for i in 0..reps {
-        let (total, m) = migrate_from_scratch(ctx, admin, &format!("mi_bench_fixture_{i}")).await?;
-        scratch.push(total);
-        migrate_only.push(m);
+    let mut ratios = Vec::new();
+    let mut block_rates = Vec::new();
+    for round in 0..rounds {
+        let (mut fx, mut sc) = (Samples::default(), Samples::default());
+        let mut fx_wall = Duration::ZERO;
+        for block in 0..2 {
+            // Let any background prefetch of the previous block finish, so
+            // no block inherits the other's work.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if (block + round) % 2 == 0 {
+                let w = Instant::now();
+                for _ in 0..reps {
+                    let (total, c, d) = fixture_cycle().await?;
+                    fx.push(total);
+                    create.push(c);
+                    dropping.push(d);
+                }
+                fx_wall = w.elapsed();
+            } else {
+                for i in 0..reps {
+                    sc.push(scratch_cycle(ctx, admin, &format!("mi_bench_fixture_{i}")).await?);
+                }
+            }
+        }
+        ratios.push(sc.p50() / fx.p50());
+        block_rates.push(fx_wall.as_secs_f64() * 1e3 / reps as f64);
+        cycle.0.extend(fx.0);
+        scratch.0.extend(sc.0);
     }
-    let ratio = scratch.p50() / create.p50();
+    let cycle_p50s: Vec<f64> = rounds_of(&cycle, rounds).iter().map(Samples::p50).collect();
+    let scratch_p50s: Vec<f64> = rounds_of(&scratch, rounds)
+        .iter()
+        .map(Samples::p50)
+        .collect();
     ctx.report.row(
         "fixture",
         "5",
-        "test fixture: `TestDatabase::new()` (template clone + pool) vs CREATE DATABASE + connect + `Migrator::up`, p50",
-        format!("{} ms", fmt_ms(create.p50())),
-        format!("{} ms", fmt_ms(scratch.p50())),
-        format!("{ratio:.1}× faster"),
+        format!(
+            "test fixture, full per-test cycle: `TestDatabase::new()` (incl. waiting for a prefetched clone) + first query + guard drop vs CREATE DATABASE + connect + `Migrator::up` + first query + DROP DATABASE; p50 per round, median (min–max) of {rounds} rounds of {reps} back-to-back cycles"
+        ),
+        format!(
+            "{} ms (block wall time per cycle {} ms)",
+            spread(&cycle_p50s, fmt_ms),
+            spread(&block_rates, fmt_ms)
+        ),
+        format!("{} ms", spread(&scratch_p50s, fmt_ms)),
+        format!("{} faster", spread_x(&ratios)),
         "≥ 5×",
-        verdict(ratio >= 5.0),
+        verdict(median(&ratios) >= 5.0),
     );
     ctx.report.info(
         "fixture",
         "5",
-        "test fixture: dropping a test database (guard drop), p50; first call of the run (template present or built)",
-        format!("{} ms", fmt_ms(dropping.p50())),
+        "test fixture, parts of the cycle: `TestDatabase::new()` / guard drop (waits for DROP DATABASE and any prefetch queued before it), p50; first call of the run (template present or built)",
+        format!("{} / {} ms", fmt_ms(create.p50()), fmt_ms(dropping.p50())),
         format!("first call {} ms", fmt_ms(first.as_secs_f64() * 1e3)),
     );
+    let mut migrate_only = Samples::default();
+    for i in 0..reps {
+        let (_, m) = migrate_from_scratch(ctx, admin, &format!("mi_bench_fixture_{i}")).await?;
+        migrate_only.push(m);
+    }
 
     // CREATE DATABASE strategies (PostgreSQL 15+): WAL_LOG (default) vs FILE_COPY.
     let template = template_name();
@@ -145,7 +216,7 @@ pub async fn fixture(ctx: &mut Ctx, admin: &Client) -> Result<(), BoxError> {
         "5",
         "alternative: reuse one migrated database per test thread, TRUNCATE its tables between tests, p50",
         format!("{} ms", fmt_ms(truncate.p50())),
-        format!("{} ms (template clone)", fmt_ms(create.p50())),
+        format!("{} ms (full fixture cycle)", fmt_ms(cycle.p50())),
     );
 
     // Schema per test: migrations into a fresh schema of one shared database.
@@ -187,20 +258,24 @@ pub async fn fixture(ctx: &mut Ctx, admin: &Client) -> Result<(), BoxError> {
             None => format!("{} ms", fmt_ms(schema.p50())),
             Some(e) => format!("failed: {}", e.lines().next().unwrap_or_default()),
         },
-        format!("{} ms (template clone)", fmt_ms(create.p50())),
+        format!("{} ms (full fixture cycle)", fmt_ms(cycle.p50())),
     );
     ctx.report.detail(
         format!("Fixtures ({reps} repetitions each)"),
         format!(
             "| what | p50 ms | p95 ms | max ms |\n|---|---|---|---|\n\
-             | `TestDatabase::new()` (CREATE DATABASE ... TEMPLATE, WAL_LOG; pool; ping) | {} | {} | {} |\n\
-             | dropping it (`DROP DATABASE ... WITH (FORCE)` from `Drop`) | {} | {} | {} |\n\
-             | CREATE DATABASE + connect + `Migrator::up` | {} | {} | {} |\n\
+             | full fixture cycle: `TestDatabase::new()` + first query + drop | {} | {} | {} |\n\
+             | of which `TestDatabase::new()` (prefetched or new clone; pool; ping) | {} | {} | {} |\n\
+             | of which dropping it (`DROP DATABASE ... WITH (FORCE)` from `Drop`) | {} | {} | {} |\n\
+             | full cycle from scratch: CREATE DATABASE + connect + `Migrator::up` + first query + DROP | {} | {} | {} |\n\
              | of which `Migrator::up` | {} | {} | {} |\n\
              | CREATE DATABASE ... TEMPLATE ... STRATEGY WAL_LOG | {} | {} | {} |\n\
              | CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY | {} | {} | {} |\n\
              | CREATE SCHEMA + `Migrator::up` (schema per test) | {} | {} | {} |\n\
              | TRUNCATE the tables of a migrated database (reuse per thread) | {} | {} | {} |\n",
+            fmt_ms(cycle.p50()),
+            fmt_ms(cycle.pct_ms(95.0)),
+            fmt_ms(cycle.pct_ms(100.0)),
             fmt_ms(create.p50()),
             fmt_ms(create.pct_ms(95.0)),
             fmt_ms(create.pct_ms(100.0)),

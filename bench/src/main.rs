@@ -22,6 +22,7 @@ mod ingest;
 mod raw;
 mod report;
 mod search;
+mod storage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,6 +71,9 @@ pub enum Section {
     Global,
     /// 1b: steady-state per-resume uploads with all indexes.
     Steady,
+    /// Layouts: halfvec expression index, PLAIN storage, vs the current one
+    /// (build, size, recall, latency, insert cost, WAL, LangChain client).
+    Storage,
     /// 5: test fixture (template clone) vs migrating from scratch.
     Fixture,
     /// 6: migrate up on an empty database, verify on a migrated one.
@@ -115,10 +119,14 @@ pub struct Args {
     /// `hnsw.ef_search` values of the recall/latency sweep.
     #[arg(long, value_delimiter = ',', default_value = "10,20,40,64,100,200,400")]
     ef_search: Vec<u32>,
-    /// Repetitions of each fixture and migration measurement (default:
-    /// smoke 3, quick and large 5).
+    /// Repetitions of each fixture and migration measurement per round
+    /// (default: smoke 3, quick and large 5).
     #[arg(long)]
     reps: Option<usize>,
+    /// Rounds of every library-vs-baseline comparison (paths in rotated
+    /// order each round); tables show the median and min–max of the rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Run only these sections (comma-separated); data they need is loaded
     /// the fastest way (binary COPY, then an HNSW build).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -127,6 +135,16 @@ pub struct Args {
     /// or about 4 KB per chunk when that is more).
     #[arg(long)]
     maintenance_work_mem: Option<String>,
+    /// Storage parameters of the HNSW index, e.g. `m = 16, ef_construction
+    /// = 128` (default: pgvector's, m 16 and ef_construction 64, as
+    /// migration 003 creates it).
+    #[arg(long)]
+    hnsw_params: Option<String>,
+    /// Reuse `mi_bench_<scale>` when it already holds this corpus with its
+    /// HNSW index (e.g. kept with `--keep`, or left by a failed run):
+    /// skips loading and building; the build section is not run.
+    #[arg(long)]
+    reuse: bool,
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     keep: bool,
@@ -212,11 +230,16 @@ impl Args {
         })
     }
 
+    /// Rounds of each comparison (at least 1).
+    pub fn rounds(&self) -> usize {
+        self.rounds.max(1)
+    }
+
     /// Steady-state resumes per path.
     pub fn steady_resumes(&self) -> usize {
         self.steady_resumes.unwrap_or(match self.scale {
             Scale::Smoke => 10,
-            _ => 40,
+            _ => 60,
         })
     }
 
@@ -257,7 +280,8 @@ pub struct Ctx {
     pub url: String,
     /// Name of the benchmark database.
     pub db_name: String,
-    /// The library's handle (DbConfig::new(url).connect(): ef_search 100).
+    /// The library's handle (DbConfig::new(url).connect(): ef_search from
+    /// the table's size).
     pub db: mockinterview_db::Db,
     /// A raw tokio-postgres connection to the benchmark database.
     pub raw: tokio_postgres::Client,
@@ -271,6 +295,8 @@ pub struct Ctx {
     pub index_of: HashMap<Uuid, usize>,
     /// Results.
     pub report: Report,
+    /// Whole-table queries and their exact top 10 (computed once).
+    pub truth: Option<search::Truth>,
 }
 
 impl Ctx {
@@ -292,6 +318,37 @@ impl Ctx {
 /// The HNSW index as migration 003 creates it.
 pub const HNSW_INDEX_SQL: &str = "CREATE INDEX idx_resume_chunks_embedding \
      ON resume_chunks USING hnsw (embedding vector_cosine_ops)";
+
+impl Ctx {
+    /// The HNSW index of `resume_chunks`: migration 003's definition, with
+    /// `--hnsw-params` as its `WITH (...)` storage parameters if given.
+    pub fn hnsw_index_sql(&self) -> String {
+        format!("{HNSW_INDEX_SQL}{}", self.hnsw_with())
+    }
+
+    /// ` WITH (...)` for `--hnsw-params`, or nothing.
+    pub fn hnsw_with(&self) -> String {
+        self.args
+            .hnsw_params
+            .as_ref()
+            .map_or_else(String::new, |p| format!(" WITH ({p})"))
+    }
+
+    /// Loads the HNSW index of `resume_chunks` into shared buffers (as on
+    /// a server that has been answering searches), so latencies do not
+    /// depend on what earlier sections evicted.
+    pub async fn prewarm(&self, index: &str) -> Result<(), BoxError> {
+        self.sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            .await?;
+        let blocks: i64 = self
+            .raw
+            .query_one(&format!("SELECT pg_prewarm('{index}')"), &[])
+            .await?
+            .get(0);
+        progress(&format!("prewarmed {index}: {blocks} blocks"));
+        Ok(())
+    }
+}
 
 #[tokio::main]
 async fn main() {
@@ -330,14 +387,21 @@ async fn run(args: Args) -> Result<(), BoxError> {
         "mi_bench"
     };
     let db_name = format!("{prefix}_{}", args.scale_name());
-    progress(&format!("creating database {db_name}"));
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db_name}"))
-        .await?;
     let url = admin_url.with_database(&db_name).as_str().to_owned();
+    let reused = args.reuse && reusable(&url, args.chunks()).await;
+    if reused {
+        progress(&format!(
+            "reusing database {db_name} (corpus loaded, HNSW index built)"
+        ));
+    } else {
+        progress(&format!("creating database {db_name}"));
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await?;
+    }
     let db = DbConfig::new(url.clone()).connect().await?;
     mockinterview_db::Migrator::up(&db, None).await?;
     let raw_client = raw::connect(&url).await?;
@@ -349,6 +413,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Section::Scoped,
         Section::Global,
         Section::Steady,
+        Section::Storage,
     ]
     .iter()
     .any(|&s| args.wants(s));
@@ -370,21 +435,39 @@ async fn run(args: Args) -> Result<(), BoxError> {
         vector_ty,
         corpus,
         report: Report::default(),
+        truth: None,
     };
 
     if needs_corpus {
-        ingest::create_users(&ctx).await?;
-        if args.wants(Section::Ingest) {
-            ingest::bulk(&mut ctx).await?;
+        if reused {
+            // Loaded by binary COPY with the corpus ids; drop what earlier
+            // steady-state runs added.
+            ctx.sql("DELETE FROM user_profiles WHERE firebase_uid LIKE 'bench-steady-%'")
+                .await?;
+            let ids = ctx.corpus.ids.clone();
+            ctx.record_ids(0, &ids);
         } else {
-            ingest::load_fast(&mut ctx).await?;
+            ingest::create_users(&ctx).await?;
+            if args.wants(Section::Ingest) {
+                ingest::bulk(&mut ctx).await?;
+            } else {
+                ingest::load_fast(&mut ctx).await?;
+            }
         }
         ctx.sql("ANALYZE resume_chunks").await?;
-        if args.wants(Section::Build) {
+        // The library's defaults: whole-table searches take their
+        // ef_search from the table's size (src/tuning.rs), now analyzed.
+        if reused {
+        } else if args.wants(Section::Build) {
             build::hnsw(&mut ctx).await?;
-        } else if [Section::Scoped, Section::Global, Section::Steady]
-            .iter()
-            .any(|&s| args.wants(s))
+        } else if [
+            Section::Scoped,
+            Section::Global,
+            Section::Steady,
+            Section::Storage,
+        ]
+        .iter()
+        .any(|&s| args.wants(s))
         {
             build::recommended_untimed(&ctx).await?;
         }
@@ -393,6 +476,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
         }
         if args.wants(Section::Global) {
             search::global(&mut ctx).await?;
+        }
+        if args.wants(Section::Storage) {
+            storage::storage(&mut ctx).await?;
         }
         if args.wants(Section::Steady) {
             ingest::steady(&mut ctx).await?;
@@ -440,7 +526,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.md"), &md)?;
     if !report.recall_csv.is_empty() {
-        let mut csv = String::from("ef_search,recall_at_10,p50_ms,p95_ms,qps_1_client,plan\n");
+        let mut csv =
+            String::from("ef_search,recall_at_10,p50_ms,p95_ms,qps_1_client,plan,library\n");
         for line in &report.recall_csv {
             csv.push_str(line);
             csv.push('\n');
@@ -453,6 +540,24 @@ async fn run(args: Args) -> Result<(), BoxError> {
         out.display()
     ));
     Ok(())
+}
+
+/// Whether the database at `url` holds `chunks` corpus rows and the HNSW
+/// index (so `--reuse` can skip loading and building).
+async fn reusable(url: &str, chunks: usize) -> bool {
+    let Ok(c) = raw::connect(url).await else {
+        return false;
+    };
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM resume_chunks c JOIN user_profiles p \
+                       ON p.id::text = c.metadata->>'user_id' \
+                     WHERE p.firebase_uid NOT LIKE 'bench-steady-%'), \
+                    to_regclass('idx_resume_chunks_embedding') IS NOT NULL",
+            &[],
+        )
+        .await;
+    matches!(row, Ok(r) if r.get::<_, i64>(0) == chunks as i64 && r.get::<_, bool>(1))
 }
 
 fn fmt_count(n: usize) -> String {

@@ -214,3 +214,64 @@ fn verdict_str(v: Verdict) -> &'static str {
 pub fn verdict(ok: bool) -> Verdict {
     if ok { Verdict::Met } else { Verdict::Missed }
 }
+
+/// Median of per-round values (the middle one; the mean of the two middle
+/// ones for an even count).
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// `median (min–max)` of per-round values, formatted by `f`.
+pub fn spread(v: &[f64], f: impl Fn(f64) -> String) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{} ({}–{})", f(median(v)), f(min), f(max))
+}
+
+/// `median× (min–max)` of per-round ratios.
+pub fn spread_x(v: &[f64]) -> String {
+    spread(v, |x| format!("{x:.2}")).replacen(' ', "× ", 1)
+}
+
+/// Splits samples taken in order into `rounds` contiguous rounds.
+pub fn rounds_of(samples: &Samples, rounds: usize) -> Vec<Samples> {
+    let n = samples.0.len();
+    let rounds = rounds.clamp(1, n.max(1));
+    (0..rounds)
+        .map(|r| Samples(samples.0[r * n / rounds..(r + 1) * n / rounds].to_vec()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_spread() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(spread_x(&[0.9, 0.8, 0.85]), "0.85× (0.80–0.90)");
+        assert_eq!(
+            spread(&[2.0, 1.0, 3.0], |x| format!("{x:.1}")),
+            "2.0 (1.0–3.0)"
+        );
+    }
+
+    #[test]
+    fn rounds_split_in_order() {
+        let s = Samples((1..=7).map(Duration::from_millis).collect());
+        let r = rounds_of(&s, 3);
+        assert_eq!(r.iter().map(|x| x.0.len()).collect::<Vec<_>>(), [2, 2, 3]);
+        assert_eq!(r[2].0[0], Duration::from_millis(5));
+    }
+}

@@ -9,8 +9,12 @@
 //! - [`diagnose`]: why a connection failed (TLS, `pg_hba.conf`, a standby,
 //!   a pooler, ...) with actionable messages, and whether the connections
 //!   go through a transaction-mode pooler.
+//! - [`socket`]: TCP options (`TCP_NODELAY`, keepalive, user timeout) set at
+//!   run time on this process's connections to a server, which sqlx does not
+//!   expose.
 
 pub mod diagnose;
+pub mod socket;
 mod sqlstate;
 mod url;
 

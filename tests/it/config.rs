@@ -74,6 +74,48 @@ async fn settings_apply_inside_the_call_not_to_the_session() {
 }
 
 #[tokio::test]
+async fn ef_search_follows_the_table_size_unless_fixed() {
+    use mockinterview_db::tuning::ef_search_for;
+    let db = TestDatabase::new().await;
+    let handle = DbConfig::new(db.url()).connect().await.unwrap();
+    // A new table (reltuples -1: never analyzed) gets the base value.
+    let small = effective_settings(&handle).await.unwrap();
+    assert_eq!(small.hnsw_ef_search.as_deref(), Some("100"));
+    // What ANALYZE would record for a million chunks (the test role is a
+    // superuser, as scripts/db-up makes it).
+    db.conn()
+        .execute_unprepared(
+            "UPDATE pg_class SET reltuples = 1000000 WHERE oid = 'resume_chunks'::regclass",
+        )
+        .await
+        .unwrap();
+    let large = effective_settings(&handle).await.unwrap();
+    let expected = ef_search_for(1_000_000, 10);
+    assert!(expected > 100);
+    assert_eq!(large.hnsw_ef_search, Some(expected.to_string()));
+    // The same on a plain connection, and a search runs with it.
+    let plain = effective_settings(db.conn()).await.unwrap();
+    assert_eq!(plain.hnsw_ef_search, Some(expected.to_string()));
+    let q = mockinterview_db::SearchQuery::new(
+        mockinterview_db::Embedding::new(vec![0.5; 768]).unwrap(),
+        10,
+        mockinterview_db::SearchScope::All,
+    );
+    assert!(
+        mockinterview_db::chunks::search_chunks(&handle, &q)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A fixed value wins.
+    let mut fixed = DbConfig::new(db.url());
+    fixed.hnsw_ef_search = Some(40);
+    let fixed = fixed.connect().await.unwrap();
+    let s = effective_settings(&fixed).await.unwrap();
+    assert_eq!(s.hnsw_ef_search.as_deref(), Some("40"));
+}
+
+#[tokio::test]
 async fn unreachable_server_fails_fast_with_target_and_hint() {
     let mut config = DbConfig::new("postgres://u:secret@127.0.0.1:1/nowhere");
     config.connect_timeout = std::time::Duration::from_secs(2);

@@ -11,6 +11,7 @@ mod entities;
 mod faults;
 mod hardening;
 mod legacy;
+mod net;
 mod pooler;
 mod preferences;
 mod profiles;
