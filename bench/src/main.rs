@@ -136,8 +136,8 @@ pub struct Args {
     #[arg(long)]
     maintenance_work_mem: Option<String>,
     /// Storage parameters of the HNSW index, e.g. `m = 16, ef_construction
-    /// = 128` (default: pgvector's, m 16 and ef_construction 64, as
-    /// migration 003 creates it).
+    /// = 64` (default: the migrations', `ef_construction = 200` with
+    /// pgvector's m 16).
     #[arg(long)]
     hnsw_params: Option<String>,
     /// Reuse `mi_bench_<scale>` when it already holds this corpus with its
@@ -315,23 +315,31 @@ impl Ctx {
     }
 }
 
-/// The HNSW index as migration 003 creates it.
+/// The HNSW index as the migrations leave it (m003's definition with
+/// m008's `ef_construction`).
 pub const HNSW_INDEX_SQL: &str = "CREATE INDEX idx_resume_chunks_embedding \
-     ON resume_chunks USING hnsw (embedding vector_cosine_ops)";
+     ON resume_chunks USING hnsw (embedding vector_cosine_ops) WITH (ef_construction = 200)";
+
+/// The storage parameters of [`HNSW_INDEX_SQL`].
+pub const HNSW_PARAMS: &str = "ef_construction = 200";
 
 impl Ctx {
-    /// The HNSW index of `resume_chunks`: migration 003's definition, with
-    /// `--hnsw-params` as its `WITH (...)` storage parameters if given.
+    /// The HNSW index of `resume_chunks`: the migrations' definition, with
+    /// `--hnsw-params` instead of their storage parameters if given.
     pub fn hnsw_index_sql(&self) -> String {
-        format!("{HNSW_INDEX_SQL}{}", self.hnsw_with())
+        format!(
+            "CREATE INDEX idx_resume_chunks_embedding ON resume_chunks \
+             USING hnsw (embedding vector_cosine_ops){}",
+            self.hnsw_with()
+        )
     }
 
-    /// ` WITH (...)` for `--hnsw-params`, or nothing.
+    /// ` WITH (...)`: `--hnsw-params`, else the migrations' parameters.
     pub fn hnsw_with(&self) -> String {
-        self.args
-            .hnsw_params
-            .as_ref()
-            .map_or_else(String::new, |p| format!(" WITH ({p})"))
+        format!(
+            " WITH ({})",
+            self.args.hnsw_params.as_deref().unwrap_or(HNSW_PARAMS)
+        )
     }
 
     /// Loads the HNSW index of `resume_chunks` into shared buffers (as on

@@ -39,6 +39,7 @@ migrations!(
     m004_delete_orphan_chunks,
     m005_legacy_import,
     m007_lowercase_chunk_ids,
+    m008_hnsw_ef_construction,
 );
 
 /// A stable 64-bit fingerprint (FNV-1a) of the migration names and sources.

@@ -162,8 +162,9 @@ pub const INDEXES: &[ObjectSpec] = &[
     ObjectSpec {
         table: "resume_chunks",
         name: "idx_resume_chunks_embedding",
+        // m003, with m008's storage parameter.
         definition: "CREATE INDEX idx_resume_chunks_embedding ON resume_chunks \
-                     USING hnsw (embedding vector_cosine_ops)",
+                     USING hnsw (embedding vector_cosine_ops) WITH (ef_construction='200')",
     },
     ObjectSpec {
         table: "resume_chunks",

@@ -9,13 +9,14 @@ pub use test_db::schema_dump;
 
 /// Every migration, in order. Spelled out (not read from `Migrator`), so a
 /// new migration has to be added here knowingly.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     "m001_user_profiles",
     "m002_add_pdf_storage",
     "m003_create_vector_store",
     "m004_delete_orphan_chunks",
     "m005_legacy_import",
     "m007_lowercase_chunk_ids",
+    "m008_hnsw_ef_construction",
 ];
 
 /// The migration binary, with the environment variables that change its
@@ -146,6 +147,22 @@ pub async fn indexes<C: ConnectionTrait>(db: &C) -> Vec<String> {
            AND tablename <> 'seaql_migrations' ORDER BY 1",
     )
     .await
+}
+
+/// `pg_get_indexdef` of the index `name` in the current schema.
+pub async fn index_definition<C: ConnectionTrait>(db: &C, name: &str) -> String {
+    let found = strings(
+        db,
+        &format!(
+            "SELECT indexdef::text FROM pg_indexes WHERE schemaname = current_schema() \
+               AND indexname = '{name}'"
+        ),
+    )
+    .await;
+    found
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no index {name}"))
 }
 
 /// Functions of the current schema (not those of extensions), sorted.

@@ -60,6 +60,23 @@ async fn down_one_step_at_a_time_removes_exactly_each_migration() {
     let empty = schema_dump(db.url());
     Migrator::up(conn, None).await.unwrap();
 
+    // 008 down: the HNSW index's ef_construction back to pgvector's
+    // default, nothing else.
+    let hnsw = "idx_resume_chunks_embedding";
+    let with_008 = index_definition(conn, hnsw).await;
+    let indexes_with_008 = indexes(conn).await;
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..6]);
+    assert!(
+        with_008.ends_with("WITH (ef_construction='200')"),
+        "{with_008}"
+    );
+    assert_eq!(
+        index_definition(conn, hnsw).await,
+        with_008.replace(" WITH (ef_construction='200')", "")
+    );
+    assert_eq!(indexes(conn).await, indexes_with_008);
+
     // 007 down: the id-lowercasing trigger and its function only.
     Migrator::down(conn, Some(1)).await.unwrap();
     assert_eq!(applied(conn).await, ALL[..5]);

@@ -212,8 +212,8 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
 async fn verify_reports_every_difference_and_fails() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    // m007, m005 and m004 rolled back: their objects are pending.
-    ok(db.url(), &["down", "-n", "3"]);
+    // m008, m007, m005 and m004 rolled back: their objects are pending.
+    ok(db.url(), &["down", "-n", "4"]);
     for sql in [
         "DROP INDEX idx_resume_chunks_embedding",
         "DROP INDEX idx_resume_chunks_user_id",
@@ -232,6 +232,7 @@ async fn verify_reports_every_difference_and_fails() {
     for line in [
         "pending: m004_delete_orphan_chunks",
         "pending: m005_legacy_import",
+        "pending: m008_hnsw_ef_construction",
         "missing table legacy_ids",
         "unknown: m099_from_the_future",
         "missing index idx_resume_chunks_embedding",
@@ -260,7 +261,7 @@ async fn verify_reports_every_difference_and_fails() {
         .map(|c| format!("{} {} {}", c["status"], c["kind"], c["name"]))
         .collect();
     assert_eq!(
-        problems.len() + 4, // plus three pending and one unknown migration
+        problems.len() + 5, // plus four pending and one unknown migration
         json["problems"].as_u64().unwrap() as usize,
         "{problems:?}"
     );
@@ -359,7 +360,8 @@ async fn dry_run_on_an_empty_database_reports_everything_and_changes_nothing() {
 async fn dry_run_of_part_of_the_migrations_leaves_bookkeeping_and_data_alone() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    ok(db.url(), &["down", "-n", "4"]); // back to m002: m003 is next
+    let back_to_m002 = (ALL.len() - 2).to_string();
+    ok(db.url(), &["down", "-n", &back_to_m002]); // m003 is next
     conn.execute_unprepared("INSERT INTO user_profiles (firebase_uid) VALUES ('uid-1')")
         .await
         .unwrap();
@@ -470,8 +472,9 @@ async fn a_blocked_migration_gives_up_after_lock_timeout_and_says_what_to_do() {
 async fn lock_timeout_also_applies_to_library_migrations() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    // m007 first (it locks resume_chunks only); m005's down is the one blocked.
-    Migrator::down(conn, Some(1)).await.unwrap();
+    // m008 and m007 first (they lock resume_chunks and its index only);
+    // m005's down is the one blocked.
+    Migrator::down(conn, Some(2)).await.unwrap();
     let blocker = conn.begin().await.unwrap();
     // The last migration's down alters resumes.
     blocker
@@ -526,11 +529,12 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     )
     .await
     .unwrap();
-    // m005's down (after m007's) would forget which resume is primary.
+    // m005's down (after m008's and m007's) would forget which resume is
+    // primary.
     conn.execute_unprepared("UPDATE resumes SET is_primary = true")
         .await
         .unwrap();
-    let err = fails(db.url(), &["down", "-n", "2"]);
+    let err = fails(db.url(), &["down", "-n", "3"]);
     assert!(
         err.contains("1 row(s) of resumes where is_primary"),
         "{err}"
@@ -540,9 +544,10 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
         .unwrap();
     let before = schema_dump(db.url());
 
-    // m007's, m005's and m004's downs now destroy nothing; m003's would
-    // drop the chunk. Asked for all four at once, nothing at all happens.
-    let err = fails(db.url(), &["down", "-n", "4"]);
+    // m008's, m007's, m005's and m004's downs now destroy nothing; m003's
+    // would drop the chunk. Asked for all five at once, nothing at all
+    // happens.
+    let err = fails(db.url(), &["down", "-n", "5"]);
     for part in [
         "refusing to roll back m003_create_vector_store",
         "1 row(s) of resume_chunks",
@@ -556,7 +561,7 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     assert_eq!(applied(conn).await, ALL);
     assert_eq!(schema_dump(db.url()), before);
 
-    ok(db.url(), &["down", "-n", "4", "--force"]);
+    ok(db.url(), &["down", "-n", "5", "--force"]);
     assert_eq!(applied(conn).await, ALL[..2]);
 
     // m002 with a PDF stored.
@@ -633,7 +638,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
     conn.execute_unprepared("INSERT INTO resume_chunks (text) VALUES ('x')")
         .await
         .unwrap();
-    let err = Migrator::down(conn, Some(4)).await.unwrap_err().to_string();
+    let err = Migrator::down(conn, Some(5)).await.unwrap_err().to_string();
     assert!(
         err.contains("refusing to roll back m003_create_vector_store"),
         "{err}"
@@ -642,7 +647,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
 
     // The check inside m003's own down (which also runs when the pre-check
     // is bypassed, as sea-orm's own executor would) refuses as well.
-    Migrator::down(conn, Some(3)).await.unwrap(); // m007, m005, m004: no data at risk
+    Migrator::down(conn, Some(4)).await.unwrap(); // m008, m007, m005, m004: no data at risk
     let txn = conn.begin().await.unwrap();
     let err =
         migration::safety::prepare_down(&SchemaManager::new(&txn), "m003_create_vector_store")
