@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::embedding::Embedding;
 use crate::error::{Error, Result};
-use crate::store::{Op, Store, apply_auto_ef_search};
+use crate::store::{Op, Store};
 use crate::validate::{Chars, JsonProblem, TextRule, check_json, invalid, json_text_depth};
 
 /// Largest `k` a search accepts.
@@ -585,20 +585,14 @@ pub async fn search_chunks<S: Store + ?Sized>(
         ),
     };
     let op = match query.scope {
-        SearchScope::All => Op::HnswSearch,
+        SearchScope::All => Op::HnswSearch { k: query.k },
         _ => Op::Plain,
     };
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
-    let route = db.route();
-    let auto_ef = op == Op::HnswSearch && route.settings().auto_ef_search();
-    let k = query.k;
-    route
+    db.route()
         .read(op, |c| {
             let statement = statement.clone();
             async move {
-                if auto_ef {
-                    apply_auto_ef_search(&c, k).await?;
-                }
                 let mut out = Vec::new();
                 for r in c.query_all_raw(statement).await? {
                     let id: Uuid = r.try_get("", "id")?;

@@ -13,7 +13,7 @@ use sea_orm::{DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, State
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::replica::{Replica, Replicas};
-use crate::store::{EfSearch, Op, Settings, Store, apply_auto_ef_search};
+use crate::store::{EfSearch, Op, Settings, Store};
 
 /// Connection settings. Build one with [`DbConfig::from_env`] or
 /// [`DbConfig::new`] and adjust the public fields, then
@@ -545,13 +545,8 @@ pub struct EffectiveSettings {
 /// ```
 pub async fn effective_settings<S: Store + ?Sized>(db: &S) -> Result<EffectiveSettings> {
     use sea_orm::ConnectionTrait;
-    let route = db.route();
-    let auto_ef = route.settings().auto_ef_search();
-    route
-        .read(Op::HnswSearch, |c| async move {
-            if auto_ef {
-                apply_auto_ef_search(&c, 10).await?;
-            }
+    db.route()
+        .read(Op::HnswSearch { k: 10 }, |c| async move {
             let row = c
                 .query_one_raw(Statement::from_string(
                     DbBackend::Postgres,

@@ -94,38 +94,25 @@ pub(crate) struct Settings {
 /// How whole-table searches get `hnsw.ef_search`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EfSearch {
-    /// From the table's size ([`crate::tuning::ef_search_for`]), read by
-    /// each search ([`apply_auto_ef_search`]).
+    /// From the table's size ([`crate::tuning::ef_search_for`]), computed
+    /// by the server in the call's `set_config` statement
+    /// ([`crate::tuning::ef_search_sql`]): no extra round trip.
     Auto,
     /// This value, set with the other settings.
     Fixed(u32),
 }
 
-/// Sets `hnsw.ef_search` for a search of the top `k` inside the current
-/// transaction from the size of `resume_chunks` (`pg_class.reltuples`, kept
-/// current by autovacuum and ANALYZE): [`crate::tuning::ef_search_for`].
-/// Two short statements; returns the value set.
-pub(crate) async fn apply_auto_ef_search<C: ConnectionTrait>(c: &C, k: u32) -> Result<u32> {
-    let rows: Option<f64> = c
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT reltuples::float8 AS rows FROM pg_class \
-             WHERE oid = to_regclass('resume_chunks')",
-        ))
-        .await?
-        .map(|r| r.try_get::<f64>("", "rows"))
-        .transpose()?;
-    // -1: never analyzed (a new table); counts as empty.
-    let rows = rows.unwrap_or(0.0).max(0.0) as u64;
-    let ef = crate::tuning::ef_search_for(rows, k);
-    apply_settings(c, &[("hnsw.ef_search".to_owned(), ef.to_string())]).await?;
-    Ok(ef)
-}
-
 impl Settings {
-    /// Whether whole-table searches pick `hnsw.ef_search` themselves.
-    pub(crate) fn auto_ef_search(&self) -> bool {
-        self.ef_search == EfSearch::Auto
+    /// The SQL expression that sets `hnsw.ef_search` from the table's size,
+    /// for a whole-table search with the `Auto` policy.
+    pub(crate) fn auto_ef_search_sql(&self, op: Op) -> Option<String> {
+        match (op, self.ef_search) {
+            (Op::HnswSearch { k }, EfSearch::Auto) => Some(format!(
+                "set_config('hnsw.ef_search', {}, true)",
+                crate::tuning::ef_search_sql(k)
+            )),
+            _ => None,
+        }
     }
 
     /// What a plain connection or transaction gets: the library's defaults.
@@ -151,8 +138,8 @@ impl Settings {
         if let Some(ms) = self.statement_timeout_ms {
             out.push(("statement_timeout".into(), ms.to_string()));
         }
-        if op == Op::HnswSearch {
-            // `Auto` is set by the search itself, from the table's size.
+        if let Op::HnswSearch { .. } = op {
+            // `Auto` is computed by the server: `auto_ef_search_sql`.
             if let EfSearch::Fixed(ef) = self.ef_search {
                 out.push(("hnsw.ef_search".into(), ef.to_string()));
             }
@@ -172,9 +159,12 @@ pub(crate) enum Op {
     Plain,
     /// Statements that must commit together: always a transaction.
     Transaction,
-    /// A search through the HNSW index: `hnsw.*` settings, so always a
-    /// transaction.
-    HnswSearch,
+    /// A search of the top `k` through the HNSW index: `hnsw.*` settings,
+    /// so always a transaction.
+    HnswSearch {
+        /// Results asked for.
+        k: u32,
+    },
 }
 
 /// Where a store sends a call; see [`Store`].
@@ -392,7 +382,8 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let values = settings.for_op(op);
-    if values.is_empty() && op == Op::Plain {
+    let computed = settings.auto_ef_search_sql(op);
+    if values.is_empty() && computed.is_none() && op == Op::Plain {
         return f(match base {
             Base::Pool(c) => Conn::Pool(c),
             Base::Transaction(t) => Conn::Transaction(t),
@@ -403,7 +394,7 @@ where
         Base::Pool(c) => c.begin().await?,
         Base::Transaction(t) => t.begin().await?,
     };
-    apply_settings(&txn, &values).await?;
+    apply_settings(&txn, &values, computed.as_deref()).await?;
     let txn = Arc::new(txn);
     let out = f(Conn::Owned(txn.clone())).await;
     let txn = Arc::into_inner(txn).expect("the call's connection handle is dropped when it ends");
@@ -421,32 +412,35 @@ where
     }
 }
 
-/// `SELECT set_config(name, value, true), ...` in one round trip: each
-/// setting holds until the end of the transaction.
+/// `SELECT set_config(name, value, true), ..., computed` in one round trip:
+/// each setting holds until the end of the transaction. `computed` is a
+/// further `set_config(...)` expression the server evaluates
+/// ([`Settings::auto_ef_search_sql`]); it comes last, so that it sees the
+/// `search_path` set before it (PostgreSQL evaluates a select list in
+/// order).
 pub(crate) async fn apply_settings<C: ConnectionTrait>(
     db: &C,
     values: &[(String, String)],
+    computed: Option<&str>,
 ) -> Result<()> {
-    if values.is_empty() {
+    if values.is_empty() && computed.is_none() {
         return Ok(());
     }
-    let mut sql = String::from("SELECT ");
+    let mut items: Vec<String> = Vec::with_capacity(values.len() + 1);
     let mut params: Vec<Value> = Vec::with_capacity(values.len() * 2);
-    for (i, (name, value)) in values.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
+    for (name, value) in values {
         params.push(name.clone().into());
         params.push(value.clone().into());
-        sql.push_str(&format!(
+        items.push(format!(
             "set_config(${}, ${}, true)",
             params.len() - 1,
             params.len()
         ));
     }
+    items.extend(computed.map(str::to_owned));
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        sql,
+        format!("SELECT {}", items.join(", ")),
         params,
     ))
     .await?;

@@ -3,10 +3,10 @@
 //! HNSW recall at a fixed `hnsw.ef_search` falls as the table grows. The
 //! library therefore picks `ef_search` from the table's size: unless
 //! [`crate::DbConfig::hnsw_ef_search`] fixes it, each whole-table search
-//! reads `pg_class.reltuples` of `resume_chunks` (kept current by
-//! autovacuum and ANALYZE) inside its own transaction and sets
-//! `hnsw.ef_search` to [`ef_search_for`] of it: 100 up to 100k chunks, 120
-//! at 300k, 150 at 1M, 200 at 10M.
+//! sets `hnsw.ef_search` to [`ef_search_for`] of `pg_class.reltuples` of
+//! `resume_chunks` (kept current by autovacuum and ANALYZE), computed by
+//! the server in the statement that applies the search's other settings:
+//! 100 up to 100k chunks, 120 at 300k, 150 at 1M, 200 at 10M.
 //!
 //! The constants come from BENCHMARKS.md ("A million chunks"), measured
 //! with the index the migrations make (m008: `ef_construction` 200): at 1M
@@ -51,6 +51,23 @@ pub fn ef_search_for(table_rows: u64, k: u32) -> u32 {
     };
     let rounded = ((scaled / 10.0).ceil() * 10.0).min(f64::from(EF_SEARCH_MAX)) as u32;
     rounded.max(k).min(EF_SEARCH_MAX)
+}
+
+/// [`ef_search_for`] as an SQL expression of type `text` for `k` results,
+/// on `pg_class.reltuples` of the `resume_chunks` that the `search_path`
+/// finds: the library sends it inside the search's `set_config` statement,
+/// so the table's size costs no extra round trip. The integration tests
+/// check that both give the same values.
+pub(crate) fn ef_search_sql(k: u32) -> String {
+    format!(
+        "least({max}, greatest({k}, ceil({base}::float8 * power(greatest(1.0::float8, \
+           coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass('resume_chunks')), \
+                    0)::float8 / {rows}::float8), {growth}::float8) / 10) * 10))::int::text",
+        max = EF_SEARCH_MAX,
+        base = EF_SEARCH_BASE,
+        rows = EF_SEARCH_BASE_ROWS,
+        growth = EF_SEARCH_GROWTH,
+    )
 }
 
 #[cfg(test)]

@@ -551,7 +551,11 @@ pub async fn global(ctx: &mut Ctx) -> Result<(), BoxError> {
     let (mut r_on, mut r_off) = (0.0, 0.0);
     // Without iterative scans the planner answers with an exact scan of
     // the filtered rows: seconds per query at 1M rows, so fewer of them.
-    let fq = if ctx.corpus.len() > 300_000 { nq.min(10) } else { nq.min(50) };
+    let fq = if ctx.corpus.len() > 300_000 {
+        nq.min(10)
+    } else {
+        nq.min(50)
+    };
     let fwarm = warmup.min(5);
     for round in 0..fwarm + fq {
         let i = round % fq;

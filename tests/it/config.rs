@@ -93,6 +93,36 @@ async fn ef_search_follows_the_table_size_unless_fixed() {
     let expected = ef_search_for(1_000_000, 10);
     assert!(expected > 100);
     assert_eq!(large.hnsw_ef_search, Some(expected.to_string()));
+    // The server's computation (one statement, no extra round trip) agrees
+    // with the Rust policy at every size.
+    for rows in [
+        0_u64,
+        99_999,
+        100_001,
+        300_000,
+        2_500_000,
+        10_000_000,
+        1_000_000_000_000,
+    ] {
+        db.conn()
+            .execute_unprepared(&format!(
+                "UPDATE pg_class SET reltuples = {rows} WHERE oid = 'resume_chunks'::regclass"
+            ))
+            .await
+            .unwrap();
+        let s = effective_settings(&handle).await.unwrap();
+        assert_eq!(
+            s.hnsw_ef_search,
+            Some(ef_search_for(rows, 10).to_string()),
+            "{rows} rows"
+        );
+    }
+    db.conn()
+        .execute_unprepared(
+            "UPDATE pg_class SET reltuples = 1000000 WHERE oid = 'resume_chunks'::regclass",
+        )
+        .await
+        .unwrap();
     // The same on a plain connection, and a search runs with it.
     let plain = effective_settings(db.conn()).await.unwrap();
     assert_eq!(plain.hnsw_ef_search, Some(expected.to_string()));
