@@ -49,6 +49,11 @@ async fn pool_query(
             values,
         ))
         .await?;
+    decode_pool_rows(&rows)
+}
+
+/// Decodes the columns the library decodes; returns the ids.
+fn decode_pool_rows(rows: &[sea_orm::QueryResult]) -> Result<Vec<Uuid>, BoxError> {
     rows.iter()
         .map(|r| {
             let id: Uuid = r.try_get("", "id")?;
@@ -87,16 +92,7 @@ async fn pool_query_with_ef(
         ))
         .await?;
     txn.commit().await?;
-    rows.iter()
-        .map(|r| {
-            let id: Uuid = r.try_get("", "id")?;
-            let _text: Option<String> = r.try_get("", "text")?;
-            let _meta: Option<serde_json::Value> = r.try_get("", "metadata")?;
-            let _score: f64 = r.try_get("", "score")?;
-            Ok(id)
-        })
-        .collect::<Result<Vec<_>, sea_orm::DbErr>>()
-        .map_err(Into::into)
+    decode_pool_rows(&rows)
 }
 
 fn decode_tp(rows: &[tokio_postgres::Row]) -> Vec<Uuid> {
