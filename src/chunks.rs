@@ -454,6 +454,14 @@ pub async fn resume_chunks<S: Store + ?Sized>(
         .await
 }
 
+/// SQL condition: `embedding` (not NULL) is one pgvector can rank by cosine,
+/// i.e. its single-precision sum of squares is neither 0 nor infinite. One
+/// `NOT IN` evaluates `<#>` once, and the planner estimates it as nearly
+/// always true: written as `< 0 AND > '-Infinity'` it was estimated at 1/9
+/// of the rows, which with a metadata filter made whole-table searches at 1M
+/// chunks choose an exact scan (9.7 s instead of 5 ms, BENCHMARKS.md).
+const RANKABLE: &str = "(embedding <#> embedding) NOT IN ('0', '-Infinity', 'NaN')";
+
 /// Finds the `k` chunks most similar (cosine) to the query embedding.
 ///
 /// Scoped searches ([`SearchScope::User`], [`SearchScope::Resume`]) compare
@@ -512,17 +520,10 @@ pub async fn search_chunks<S: Store + ?Sized>(
     // Rows another service wrote without an embedding, or with one whose
     // norm pgvector cannot compute (the sum of squares in single precision,
     // which `<#>` with itself computes as its negative, is 0 or infinite:
-    // such a vector's cosine with anything comes out 1.0 or NaN), cannot be
-    // ranked. One `NOT IN` evaluates `<#>` once per row (each evaluation
-    // reads the TOASTed vector again), and the planner estimates it as
-    // nearly always true: written as `< 0 AND > '-Infinity'`, it estimated
-    // 1/9 of the rows, which with a metadata filter made whole-table
-    // searches at 1M chunks choose an exact scan (9.7 s instead of 25 ms,
-    // BENCHMARKS.md).
-    let mut conditions: Vec<String> = vec![
-        "embedding IS NOT NULL".to_owned(),
-        "(embedding <#> embedding) NOT IN ('0', '-Infinity', 'NaN')".to_owned(),
-    ];
+    // such a vector's cosine with anything comes out exactly 0, 1 or 2
+    // (pgvector clamps an infinite similarity) or NaN), cannot be ranked:
+    // see RANKABLE. Each evaluation of `<#>` reads the TOASTed vector twice.
+    let mut conditions: Vec<String> = vec!["embedding IS NOT NULL".to_owned()];
     let bind = |v: Value, values: &mut Vec<Value>| {
         values.push(v);
         format!("${}", values.len())
@@ -567,21 +568,24 @@ pub async fn search_chunks<S: Store + ?Sized>(
         // Materializing the scope keeps the planner from answering with the
         // HNSW index and filtering afterwards, which can miss results: scoped
         // searches are exact (the scope is a few dozen rows via the B-tree
-        // expression indexes).
-        // A NaN distance (a zero-norm vector another service wrote) cannot
-        // be ranked: PostgreSQL's NaN equals itself, so `<> 'NaN'` drops it.
+        // expression indexes). The distance is computed once per row; the
+        // costlier RANKABLE check only runs for the distances an unrankable
+        // vector can produce (exactly 0, 1, 2 or NaN), so a normal row's
+        // vector is read once. PostgreSQL's NaN equals itself, so `NOT IN`
+        // catches it.
         SearchScope::User(_) | SearchScope::Resume { .. } => format!(
             "WITH scoped AS MATERIALIZED ( \
-               SELECT id, text, metadata, embedding <=> $1 AS distance \
+               SELECT id, text, metadata, embedding, embedding <=> $1 AS distance \
                FROM resume_chunks {filter}) \
              SELECT id, text, metadata::text AS metadata, 1 - distance AS score FROM scoped \
-             WHERE distance <> 'NaN'::float8 ORDER BY distance LIMIT {k}"
+             WHERE distance NOT IN (0, 1, 2, 'NaN') OR {RANKABLE} \
+             ORDER BY distance LIMIT {k}"
         ),
         // The HNSW index holds no NULL or zero-norm vectors; a plan without
-        // it may meet them, and NaN scores are dropped below.
+        // it may meet them (and NaN scores are dropped below).
         SearchScope::All => format!(
             "SELECT id, text, metadata::text AS metadata, 1 - (embedding <=> $1) AS score \
-             FROM resume_chunks {filter} ORDER BY embedding <=> $1 LIMIT {k}"
+             FROM resume_chunks {filter} AND {RANKABLE} ORDER BY embedding <=> $1 LIMIT {k}"
         ),
     };
     let op = match query.scope {

@@ -20,9 +20,11 @@ use crate::{Ctx, progress};
 fn scoped_sql(table: &str, cast: &str) -> String {
     format!(
         "WITH scoped AS MATERIALIZED ( \
-         SELECT id, text, metadata, embedding <=> $1{cast} AS distance \
-         FROM {table} WHERE metadata->>'user_id' = $2) \
+         SELECT id, text, metadata, embedding, embedding <=> $1{cast} AS distance \
+         FROM {table} WHERE embedding IS NOT NULL AND metadata->>'user_id' = $2) \
          SELECT id, text, metadata, 1 - distance AS score FROM scoped \
+         WHERE distance NOT IN (0, 1, 2, 'NaN') \
+            OR (embedding <#> embedding) NOT IN ('0', '-Infinity', 'NaN') \
          ORDER BY distance LIMIT $3"
     )
 }
