@@ -70,10 +70,10 @@ pub struct DbConfig {
     pub schema: Option<String>,
     /// `hnsw.ef_search` of whole-table (HNSW) searches: the candidate list
     /// size. Higher is more accurate and slower. `None` (the default): it
-    /// follows the table's size, from [`crate::tuning::EF_SEARCH_BASE`] for
-    /// up to 100k chunks upwards, read from `pg_class.reltuples` by each
-    /// search ([`crate::tuning::ef_search_for`]; the figures behind it are
-    /// in BENCHMARKS.md). `Some(n)` fixes it, e.g. `Some(40)` for pgvector's
+    /// follows the table's size (`pg_class.reltuples`, read by the server in
+    /// each search's settings statement): [`crate::tuning::EF_SEARCH_BASE`]
+    /// up to 100k chunks, more above ([`crate::tuning::ef_search_for`]; the
+    /// figures behind it are in BENCHMARKS.md). `Some(n)` fixes it, e.g. `Some(40)` for pgvector's
     /// own default. Very high values make the planner prefer an exact
     /// sequential scan, hundreds of times slower on large tables.
     pub hnsw_ef_search: Option<u32>,

@@ -16,9 +16,10 @@ use crate::{Ctx, progress};
 /// The first query a test runs on its fresh database.
 const FIRST_QUERY: &str = "SELECT count(*) FROM resumes";
 
-/// Creates an empty database, connects the library's pool and runs every
-/// migration; returns (create+connect+migrate time, migrate-only time).
-async fn migrate_from_scratch(
+/// One whole test's database cycle without the fixture: CREATE DATABASE,
+/// connect the library's pool, `Migrator::up`, the first query, close, DROP
+/// DATABASE. Returns (the whole cycle, `Migrator::up` alone).
+async fn scratch_cycle(
     ctx: &Ctx,
     admin: &Client,
     name: &str,
@@ -35,34 +36,13 @@ async fn migrate_from_scratch(
     let db = config.connect().await?;
     let m = Instant::now();
     Migrator::up(&db, None).await?;
-    let (total, migrate) = (t.elapsed(), m.elapsed());
-    db.close().await.ok();
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await?;
-    Ok((total, migrate))
-}
-
-/// One whole test's database cycle without the fixture: CREATE DATABASE,
-/// connect, `Migrator::up`, the first query, close, DROP DATABASE.
-async fn scratch_cycle(ctx: &Ctx, admin: &Client, name: &str) -> Result<Duration, BoxError> {
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    let t = Instant::now();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let mut config = DbConfig::new(ctx.admin_url.with_database(name).as_str());
-    config.max_connections = 5;
-    let db = config.connect().await?;
-    Migrator::up(&db, None).await?;
+    let migrate = m.elapsed();
     db.execute_unprepared(FIRST_QUERY).await?;
     db.close().await.ok();
     admin
         .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .await?;
-    Ok(t.elapsed())
+    Ok((t.elapsed(), migrate))
 }
 
 /// One whole test's database cycle with the fixture: `TestDatabase::new()`
@@ -114,7 +94,11 @@ pub async fn fixture(ctx: &mut Ctx, admin: &Client) -> Result<(), BoxError> {
                 fx_wall = w.elapsed();
             } else {
                 for i in 0..reps {
-                    sc.push(scratch_cycle(ctx, admin, &format!("mi_bench_fixture_{i}")).await?);
+                    sc.push(
+                        scratch_cycle(ctx, admin, &format!("mi_bench_fixture_{i}"))
+                            .await?
+                            .0,
+                    );
                 }
             }
         }
@@ -153,7 +137,7 @@ pub async fn fixture(ctx: &mut Ctx, admin: &Client) -> Result<(), BoxError> {
     );
     let mut migrate_only = Samples::default();
     for i in 0..reps {
-        let (_, m) = migrate_from_scratch(ctx, admin, &format!("mi_bench_fixture_{i}")).await?;
+        let (_, m) = scratch_cycle(ctx, admin, &format!("mi_bench_fixture_{i}")).await?;
         migrate_only.push(m);
     }
 
@@ -352,7 +336,7 @@ pub async fn migrate(ctx: &mut Ctx, admin: &Client, bin: Option<PathBuf>) -> Res
     ));
     let mut up = Samples::default();
     for i in 0..reps {
-        let (_, m) = migrate_from_scratch(ctx, admin, &format!("mi_bench_migrate_{i}")).await?;
+        let (_, m) = scratch_cycle(ctx, admin, &format!("mi_bench_migrate_{i}")).await?;
         up.push(m);
     }
     ctx.report.info(
