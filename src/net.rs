@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use pgconn::DbUrl;
 use pgconn::socket::{self, SocketError, SocketTuning, TuneReport};
 use sea_orm::sqlx::pool::PoolOptions;
-use sea_orm::sqlx::postgres::Postgres;
+use sea_orm::sqlx::postgres::{PgConnection, Postgres};
 
 /// Environment variable: `off` (or `0`, `false`) leaves sockets as sqlx
 /// opened them; the library still checks them and warns.
@@ -69,13 +69,32 @@ pub(crate) fn with_socket_tuning(
         tuning,
         addrs: Mutex::new(Vec::new()),
     });
-    pool.after_connect(move |_conn, _meta| {
+    pool.after_connect(move |conn, _meta| {
         let server = server.clone();
         Box::pin(async move {
-            tune_new_connection(&server).await;
+            let own = own_address(conn).await;
+            tune_new_connection(&server, own).await;
             Ok(())
         })
     })
+}
+
+/// The new connection's local address as the server saw it: which socket
+/// gets this pool's keepalive and user timeout. Behind a pooler it is the
+/// pooler's address and matches none of ours ([`socket::tune_connections_to`]
+/// then only configures sockets nobody has configured). One simple-protocol
+/// query, so it works through any pooler; `None` if it fails.
+async fn own_address(conn: &mut PgConnection) -> Option<SocketAddr> {
+    use sea_orm::sqlx::{Executor as _, Row as _};
+    let row = conn
+        .fetch_optional(sea_orm::sqlx::raw_sql(
+            "SELECT host(inet_client_addr()), inet_client_port()",
+        ))
+        .await
+        .ok()??;
+    let ip: String = row.try_get(0).ok()?;
+    let port: i32 = row.try_get(1).ok()?;
+    Some(SocketAddr::new(ip.parse().ok()?, u16::try_from(port).ok()?))
 }
 
 /// Whether [`SOCKET_TUNING_ENV`] allows changing sockets.
@@ -90,16 +109,17 @@ fn enabled_by(value: Option<&str>) -> bool {
     )
 }
 
-/// Runs after sqlx opened a connection: tunes every socket to the server
-/// (the new one among them), warns once if `TCP_NODELAY` is not on.
-async fn tune_new_connection(server: &Server) {
+/// Runs after sqlx opened a connection: `TCP_NODELAY` on every socket to the
+/// server, keepalive and the user timeout on the new one (`own`); warns once
+/// if `TCP_NODELAY` is not on.
+async fn tune_new_connection(server: &Server, own: Option<SocketAddr>) {
     let enabled = tuning_enabled();
-    let mut outcome = tune_or_check(server, enabled).await;
+    let mut outcome = tune_or_check(server, enabled, own).await;
     if matches!(&outcome, Ok(r) if r.sockets == 0) {
         // Not found under the addresses resolved before: resolve again
         // (DNS changed, or the first connection of the pool).
         resolve(server, true).await;
-        outcome = tune_or_check(server, enabled).await;
+        outcome = tune_or_check(server, enabled, own).await;
     }
     match outcome {
         Ok(report) if report.all_nodelay() => {
@@ -117,10 +137,14 @@ async fn tune_new_connection(server: &Server) {
     }
 }
 
-async fn tune_or_check(server: &Server, enabled: bool) -> Result<TuneReport, SocketError> {
+async fn tune_or_check(
+    server: &Server,
+    enabled: bool,
+    own: Option<SocketAddr>,
+) -> Result<TuneReport, SocketError> {
     let addrs = resolve(server, false).await;
     if enabled {
-        return socket::tune_connections_to(&addrs, &server.tuning);
+        return socket::tune_connections_to(&addrs, &server.tuning, own);
     }
     let states = socket::connections_to(&addrs)?;
     let on = states.iter().filter(|s| s.nodelay).count();

@@ -145,14 +145,19 @@ pub enum SocketError {
     },
 }
 
-/// Sets `tuning` on every TCP socket of this process connected to one of
+/// Sets `tuning` on this process's TCP sockets connected to one of
 /// `server`'s addresses (as the driver resolved the host; IPv4-mapped IPv6
-/// addresses match their IPv4 form). `TCP_NODELAY` is only written where it
-/// is off; keepalive and the user timeout are written on every match.
+/// addresses match their IPv4 form).
 ///
-/// Every such socket is tuned, also those of other clients in this process
-/// connected to the same server: harmless for `TCP_NODELAY`, and intended
-/// for keepalive and user timeouts (they bound calls to a frozen server).
+/// - `TCP_NODELAY` goes on every such socket where it is off: harmless for
+///   other clients of the same server in this process, and what they need
+///   too.
+/// - Keepalive and the user timeout are per-pool settings, so they go only
+///   on the caller's own connection: the socket whose local address is
+///   `own` (the new connection, as the server saw it). When `own` is `None`
+///   or matches none of them (e.g. behind a pooler, which reports its own
+///   address), they go on the sockets nobody has configured yet (keepalive
+///   off and no user timeout), never over another pool's settings.
 ///
 /// # Errors
 /// [`SocketError::Unsupported`] off Linux or when `pidfd_getfd` is
@@ -161,8 +166,9 @@ pub enum SocketError {
 pub fn tune_connections_to(
     server: &[SocketAddr],
     tuning: &SocketTuning,
+    own: Option<SocketAddr>,
 ) -> Result<TuneReport, SocketError> {
-    imp::tune(server, tuning)
+    imp::tune(server, tuning, own)
 }
 
 /// The TCP sockets of this process connected to `server`, with their
@@ -322,44 +328,70 @@ mod imp {
     pub(super) fn tune(
         server: &[SocketAddr],
         tuning: &SocketTuning,
+        own: Option<SocketAddr>,
     ) -> Result<TuneReport, SocketError> {
-        let mut report = TuneReport::default();
-        report.vanished = each_connection(server, |found| {
+        let mut found = Vec::new();
+        let vanished = each_connection(server, |f| {
+            found.push(f);
+            Ok(())
+        })?;
+        let local = |f: &Found| {
+            rustix::net::getsockname(&f.dup)
+                .ok()
+                .and_then(|a| SocketAddr::try_from(a).ok())
+        };
+        let is_own = |f: &Found| {
+            own.zip(local(f))
+                .is_some_and(|(own, local)| same_endpoint(local, &[own]))
+        };
+        let own_found = found.iter().any(is_own);
+        let mut report = TuneReport {
+            vanished,
+            ..TuneReport::default()
+        };
+        for f in &found {
             report.sockets += 1;
-            let s = &found.dup;
+            let s = &f.dup;
             if tuning.nodelay {
                 // Reading first keeps a driver's own setting visible in the
                 // report (and costs one call less than writing blindly).
                 if sockopt::tcp_nodelay(s).unwrap_or(false) {
                     report.nodelay_already += 1;
                 } else {
-                    sockopt::set_tcp_nodelay(s, true).map_err(set_err("TCP_NODELAY", &found))?;
+                    sockopt::set_tcp_nodelay(s, true).map_err(set_err("TCP_NODELAY", f))?;
                     report.nodelay_set += 1;
                 }
             }
-            let mut changed = false;
-            if let Some(k) = tuning.keepalive {
-                sockopt::set_tcp_keepidle(s, at_least_a_second(k.idle))
-                    .map_err(set_err("TCP_KEEPIDLE", &found))?;
-                sockopt::set_tcp_keepintvl(s, at_least_a_second(k.interval))
-                    .map_err(set_err("TCP_KEEPINTVL", &found))?;
-                sockopt::set_tcp_keepcnt(s, k.count.max(1))
-                    .map_err(set_err("TCP_KEEPCNT", &found))?;
-                sockopt::set_socket_keepalive(s, true).map_err(set_err("SO_KEEPALIVE", &found))?;
-                changed = true;
-            }
-            if let Some(t) = tuning.user_timeout {
-                let ms = u32::try_from(t.as_millis()).unwrap_or(u32::MAX);
-                sockopt::set_tcp_user_timeout(s, ms)
-                    .map_err(set_err("TCP_USER_TIMEOUT", &found))?;
-                changed = true;
-            }
-            if changed {
+            let mine = if own_found {
+                is_own(f)
+            } else {
+                // Nobody's yet: keepalive off and no user timeout.
+                !sockopt::socket_keepalive(s).unwrap_or(true)
+                    && sockopt::tcp_user_timeout(s).unwrap_or(1) == 0
+            };
+            if mine && set_options(f, tuning)? {
                 report.options_set += 1;
             }
-            Ok(())
-        })?;
+        }
         Ok(report)
+    }
+
+    /// Keepalive and the user timeout of `tuning` on `f`; whether any was set.
+    fn set_options(f: &Found, tuning: &SocketTuning) -> Result<bool, SocketError> {
+        let s = &f.dup;
+        if let Some(k) = tuning.keepalive {
+            sockopt::set_tcp_keepidle(s, at_least_a_second(k.idle))
+                .map_err(set_err("TCP_KEEPIDLE", f))?;
+            sockopt::set_tcp_keepintvl(s, at_least_a_second(k.interval))
+                .map_err(set_err("TCP_KEEPINTVL", f))?;
+            sockopt::set_tcp_keepcnt(s, k.count.max(1)).map_err(set_err("TCP_KEEPCNT", f))?;
+            sockopt::set_socket_keepalive(s, true).map_err(set_err("SO_KEEPALIVE", f))?;
+        }
+        if let Some(t) = tuning.user_timeout {
+            let ms = u32::try_from(t.as_millis()).unwrap_or(u32::MAX);
+            sockopt::set_tcp_user_timeout(s, ms).map_err(set_err("TCP_USER_TIMEOUT", f))?;
+        }
+        Ok(tuning.keepalive.is_some() || tuning.user_timeout.is_some())
     }
 
     /// The kernel takes whole seconds, at least one.
@@ -412,6 +444,7 @@ mod imp {
     pub(super) fn tune(
         _server: &[SocketAddr],
         _tuning: &SocketTuning,
+        _own: Option<SocketAddr>,
     ) -> Result<TuneReport, SocketError> {
         Err(unsupported())
     }
@@ -489,7 +522,7 @@ mod tests {
             let server = [listener.local_addr().unwrap()];
             assert!(!client.nodelay().unwrap(), "std leaves Nagle on");
 
-            let report = tune_connections_to(&server, &SocketTuning::NODELAY).unwrap();
+            let report = tune_connections_to(&server, &SocketTuning::NODELAY, None).unwrap();
             assert_eq!(
                 report,
                 TuneReport {
@@ -504,7 +537,7 @@ mod tests {
             assert!(!accepted.nodelay().unwrap());
 
             // Idempotent: the second pass only finds it set.
-            let again = tune_connections_to(&server, &SocketTuning::NODELAY).unwrap();
+            let again = tune_connections_to(&server, &SocketTuning::NODELAY, None).unwrap();
             assert_eq!((again.nodelay_already, again.nodelay_set), (1, 0));
             assert!(again.all_nodelay());
         }
@@ -523,7 +556,7 @@ mod tests {
                 keepalive: Some(keepalive),
                 user_timeout: Some(Duration::from_millis(12_500)),
             };
-            let report = tune_connections_to(&server, &tuning).unwrap();
+            let report = tune_connections_to(&server, &tuning, None).unwrap();
             assert_eq!((report.sockets, report.options_set), (1, 1));
             assert_eq!(report.nodelay_set, 0, "nodelay: false leaves it alone");
             assert!(!client.nodelay().unwrap());
@@ -539,11 +572,50 @@ mod tests {
         }
 
         #[test]
+        fn per_connection_options_go_on_the_own_socket_only() {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let server = [listener.local_addr().unwrap()];
+            let first = TcpStream::connect(server[0]).unwrap();
+            let second = TcpStream::connect(server[0]).unwrap();
+            let tuning = |secs| SocketTuning {
+                nodelay: true,
+                keepalive: Some(Keepalive {
+                    idle: Duration::from_secs(secs),
+                    interval: Duration::from_secs(1),
+                    count: 3,
+                }),
+                user_timeout: None,
+            };
+            let own = |s: &TcpStream| Some(s.local_addr().unwrap());
+            let idle = |s: &TcpStream| {
+                connections_to(&server)
+                    .unwrap()
+                    .into_iter()
+                    .find(|st| st.local == own(s))
+                    .map(|st| (st.keepalive, st.keepalive_timings.idle))
+                    .unwrap()
+            };
+            // Named: only that socket, TCP_NODELAY on both.
+            let report = tune_connections_to(&server, &tuning(7), own(&first)).unwrap();
+            assert_eq!((report.sockets, report.options_set), (2, 1));
+            assert_eq!(idle(&first), (true, Duration::from_secs(7)));
+            assert!(!idle(&second).0);
+            assert!(second.nodelay().unwrap());
+            // Not found (a pooler's address): only unconfigured sockets, so
+            // the first keeps its 7 s.
+            let elsewhere = Some("127.0.0.1:1".parse().unwrap());
+            let report = tune_connections_to(&server, &tuning(9), elsewhere).unwrap();
+            assert_eq!(report.options_set, 1);
+            assert_eq!(idle(&first), (true, Duration::from_secs(7)));
+            assert_eq!(idle(&second), (true, Duration::from_secs(9)));
+        }
+
+        #[test]
         fn leaves_other_peers_alone() {
             let (_listener, client, _accepted) = pair();
             let other = TcpListener::bind("127.0.0.1:0").unwrap();
             let report =
-                tune_connections_to(&[other.local_addr().unwrap()], &SocketTuning::NODELAY)
+                tune_connections_to(&[other.local_addr().unwrap()], &SocketTuning::NODELAY, None)
                     .unwrap();
             assert_eq!(report.sockets, 0);
             assert!(!report.all_nodelay());
