@@ -511,6 +511,15 @@ async fn tiny_embeddings_are_rejected_and_foreign_ones_do_not_score_one() {
     );
     insert_foreign(db.conn(), "zero", &meta, &zero).await;
     insert_foreign(db.conn(), "tiny", &meta, &tiny).await;
+    // Each unrankable kind gives pgvector one of the cosine distances the
+    // scoped search re-checks: 0 (tiny), 2 (tiny, pointing away), 1 (the
+    // sum of squares overflows), NaN (zero).
+    let away = format!("'[-1e-30{}]'", ",0".repeat(767));
+    let huge = format!("'[3e38,3e38{}]'", ",0".repeat(766));
+    insert_foreign(db.conn(), "away", &meta, &away).await;
+    insert_foreign(db.conn(), "huge", &meta, &huge).await;
+    // A chunk identical to the query has distance 0 too, and is ranked.
+    insert_foreign(db.conn(), "same", &meta, &vector_literal(&embedding(1))).await;
     for scope in [
         SearchScope::User(u.id),
         SearchScope::Resume {
@@ -523,8 +532,15 @@ async fn tiny_embeddings_are_rejected_and_foreign_ones_do_not_score_one() {
             .await
             .unwrap();
         let texts: Vec<_> = hits.iter().map(|h| h.text.clone().unwrap()).collect();
-        assert_eq!(hits.len(), 3, "{scope:?}: {texts:?}");
-        assert!(hits.iter().all(|h| h.score < 0.999 && h.score.is_finite()));
+        assert_eq!(hits.len(), 4, "{scope:?}: {texts:?}");
+        assert_eq!(texts[0], "same", "{scope:?}: {texts:?}");
+        assert!(hits[0].score > 0.999, "{scope:?}");
+        assert!(
+            hits[1..]
+                .iter()
+                .all(|h| h.score < 0.999 && h.score.is_finite()),
+            "{scope:?}: {texts:?}"
+        );
     }
 }
 
