@@ -262,6 +262,41 @@ pub async fn replace_chunks_bulk<S: Store + ?Sized>(
     db: &S,
     sets: &[ResumeChunks<'_>],
 ) -> Result<Vec<Vec<Uuid>>> {
+    write_sets(db, sets, ChunkTable::Indexed).await
+}
+
+/// Where [`write_sets`] puts the new chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChunkTable {
+    /// `resume_chunks`, with its HNSW index: searchable by every reader.
+    Indexed,
+    /// `resume_chunks_staged` (migration 009), without a vector index: the
+    /// library's searches read it too, [`crate::staged`] moves the rows
+    /// into `resume_chunks` later.
+    Staged,
+}
+
+impl ChunkTable {
+    fn copy_sql(self) -> &'static str {
+        match self {
+            ChunkTable::Indexed => {
+                "COPY resume_chunks (id, text, metadata, embedding) FROM STDIN (FORMAT binary)"
+            }
+            ChunkTable::Staged => {
+                "COPY resume_chunks_staged (id, text, metadata, embedding) FROM STDIN (FORMAT binary)"
+            }
+        }
+    }
+}
+
+/// Validates `sets`, then in one transaction of its own replaces each
+/// resume's chunks (indexed and staged) with the new ones, loaded into
+/// `table` with one binary `COPY` stream.
+pub(crate) async fn write_sets<S: Store + ?Sized>(
+    db: &S,
+    sets: &[ResumeChunks<'_>],
+    table: ChunkTable,
+) -> Result<Vec<Vec<Uuid>>> {
     // Validate everything before touching the database.
     let mut seen = std::collections::HashSet::with_capacity(sets.len());
     for set in sets {
@@ -282,9 +317,9 @@ pub async fn replace_chunks_bulk<S: Store + ?Sized>(
     let route = db.route();
     let pool = route.primary_pool().ok_or_else(|| {
         Error::Config(
-            "replace_resume_chunks / replace_chunks_bulk load with binary COPY in a transaction \
-             of their own, so they cannot run inside a caller's transaction: pass the Db (or \
-             the pool)"
+            "the functions that replace or stage resume chunks load them with binary COPY in a \
+             transaction of their own, so they cannot run inside a caller's transaction: pass \
+             the Db (or the pool)"
                 .into(),
         )
     })?;
@@ -305,7 +340,7 @@ pub async fn replace_chunks_bulk<S: Store + ?Sized>(
                         }
                     })?;
             apply_settings_sqlx(&mut tx, &settings).await?;
-            copy_sets(&mut tx, sets, &resume_ids, &ids).await?;
+            copy_sets(&mut tx, sets, &resume_ids, &ids, table).await?;
             tx.commit().await.map_err(sqlx_err)?;
             route.after_write().await
         })
@@ -313,13 +348,15 @@ pub async fn replace_chunks_bulk<S: Store + ?Sized>(
     Ok(ids)
 }
 
-/// Inside `tx`: locks the resumes, deletes their chunks and loads the new
-/// ones with one binary `COPY` stream.
+/// Inside `tx`: locks the resumes, deletes their chunks (indexed and
+/// staged) and loads the new ones into `table` with one binary `COPY`
+/// stream.
 async fn copy_sets(
     tx: &mut sqlx::PgConnection,
     sets: &[ResumeChunks<'_>],
     resume_ids: &[Uuid],
     ids: &[Vec<Uuid>],
+    table: ChunkTable,
 ) -> Result<()> {
     // Replacements of one resume take turns (a transaction-level advisory
     // lock per resume, in id order, so concurrent bulk calls cannot
@@ -354,15 +391,17 @@ async fn copy_sets(
         .execute(&mut *tx)
         .await
         .map_err(sqlx_err)?;
+    // Staged chunks of these resumes (not yet moved by the indexer, which
+    // takes the same advisory locks) are replaced too.
+    sqlx::query("DELETE FROM resume_chunks_staged WHERE resume_id = ANY($1)")
+        .bind(resume_ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
     if sets.iter().all(|s| s.chunks.is_empty()) {
         return Ok(());
     }
-    let mut copy = tx
-        .copy_in_raw(
-            "COPY resume_chunks (id, text, metadata, embedding) FROM STDIN (FORMAT binary)",
-        )
-        .await
-        .map_err(sqlx_err)?;
+    let mut copy = tx.copy_in_raw(table.copy_sql()).await.map_err(sqlx_err)?;
     // Stream in pieces of about 1 MiB: bounded memory, and the server
     // starts inserting while the rest is encoded.
     let mut buf = copy_header();
@@ -383,11 +422,18 @@ async fn copy_sets(
 }
 
 /// The advisory-lock key serializing replacements of one resume: its first
-/// 8 bytes (a collision only makes two replacements take turns).
-fn resume_lock_key(resume_id: Uuid) -> i64 {
+/// 8 bytes (a collision only makes two replacements take turns). The
+/// staged-chunk indexer computes the same key in SQL
+/// ([`RESUME_LOCK_KEY_SQL`]).
+pub(crate) fn resume_lock_key(resume_id: Uuid) -> i64 {
     let b = resume_id.as_bytes();
     i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
+
+/// [`resume_lock_key`] of the `uuid` column `resume_id`, in SQL: the first
+/// 16 hex digits as a big-endian signed 64-bit integer.
+pub(crate) const RESUME_LOCK_KEY_SQL: &str =
+    "('x' || left(replace(resume_id::text, '-', ''), 16))::bit(64)::bigint";
 
 /// `set_config(name, value, true)` for each setting, on a raw connection.
 async fn apply_settings_sqlx(
@@ -429,6 +475,9 @@ pub async fn resume_chunks<S: Store + ?Sized>(
     let statement = Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT id, text, metadata::text AS metadata, embedding FROM resume_chunks \
+         WHERE metadata->>'user_id' = $1 AND metadata->>'resume_id' = $2 \
+         UNION ALL \
+         SELECT id, text, metadata::text AS metadata, embedding FROM resume_chunks_staged \
          WHERE metadata->>'user_id' = $1 AND metadata->>'resume_id' = $2",
         [user_id.to_string().into(), resume_id.to_string().into()],
     );
@@ -573,19 +622,31 @@ pub async fn search_chunks<S: Store + ?Sized>(
         // vector can produce (exactly 0, 1, 2 or NaN), so a normal row's
         // vector is read once. PostgreSQL's NaN equals itself, so `NOT IN`
         // catches it.
+        // Staged chunks (migration 009, not yet moved into the HNSW index)
+        // are part of the scope.
         SearchScope::User(_) | SearchScope::Resume { .. } => format!(
             "WITH scoped AS MATERIALIZED ( \
                SELECT id, text, metadata, embedding, embedding <=> $1 AS distance \
-               FROM resume_chunks {filter}) \
+               FROM resume_chunks {filter} \
+               UNION ALL \
+               SELECT id, text, metadata, embedding, embedding <=> $1 AS distance \
+               FROM resume_chunks_staged {filter}) \
              SELECT id, text, metadata::text AS metadata, 1 - distance AS score FROM scoped \
              WHERE distance NOT IN (0, 1, 2, 'NaN') OR {RANKABLE} \
              ORDER BY distance LIMIT {k}"
         ),
         // The HNSW index holds no NULL or zero-norm vectors; a plan without
-        // it may meet them (and NaN scores are dropped below).
+        // it may meet them (and NaN scores are dropped below). Staged chunks
+        // have no vector index: their top k is exact (an index scan of an
+        // empty or small table), merged with the index's top k.
         SearchScope::All => format!(
-            "SELECT id, text, metadata::text AS metadata, 1 - (embedding <=> $1) AS score \
-             FROM resume_chunks {filter} AND {RANKABLE} ORDER BY embedding <=> $1 LIMIT {k}"
+            "SELECT id, text, metadata::text AS metadata, 1 - distance AS score FROM ( \
+               (SELECT id, text, metadata, embedding <=> $1 AS distance FROM resume_chunks \
+                {filter} AND {RANKABLE} ORDER BY embedding <=> $1 LIMIT {k}) \
+               UNION ALL \
+               (SELECT id, text, metadata, embedding <=> $1 AS distance FROM resume_chunks_staged \
+                {filter} AND {RANKABLE} ORDER BY 4 LIMIT {k}) \
+             ) hits ORDER BY distance LIMIT {k}"
         ),
     };
     let op = match query.scope {

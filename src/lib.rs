@@ -13,6 +13,7 @@
 //! | [`preferences`] | interview preferences with defaults and validated partial updates |
 //! | [`resumes`] | resumes with the PDF in the database or as a path, listing without PDF bytes |
 //! | [`chunks`] | atomic bulk replacement of a resume's chunks, semantic search |
+//! | [`staged`] | staged uploads: chunks searchable at once, HNSW insertion later by a background [`staged::StagedIndexer`] |
 //! | [`embedding`] | validated 768-dimension embeddings |
 //! | [`legacy`] | data imported from the TypeScript app: lookups by its integer ids, primary resume |
 //! | [`tuning`] | search tuning policies (`ef_search` by table size) |
@@ -53,6 +54,7 @@ pub mod preferences;
 pub mod profiles;
 mod replica;
 pub mod resumes;
+pub mod staged;
 mod store;
 pub mod tuning;
 mod validate;

@@ -2,7 +2,7 @@
 //!
 //! | module | what | changes? |
 //! |---|---|---|
-//! | `migrations` (private) | the released migrations, m001 to m005, m007 and m008 (006 was never released) | **frozen**: never edited once applied; new ones are appended |
+//! | `migrations` (private) | the released migrations, m001 to m005, m007 to m009 (006 was never released) | **frozen**: never edited once applied; new ones are appended |
 //! | [`Migrator`] | the list, each migration wrapped with the guard rails | when a migration is added |
 //! | [`guard`] | running safely: [`lock`] (one migrator at a time, one transaction per run, through poolers too), [`safety`] (lock timeout, data-loss guard), [`foreign_schema`] (`up` never adopts another schema), [`pgvector_check`], [`search_path`] (schema per transaction), [`roles`] (owner / application role split) | living tooling |
 //! | [`schema`] | describing and checking the schema: [`expected`] (what the migrations produce), [`catalog`] (snapshots and their diff), [`verify`], [`dry_run`], [`status`] (read-only status, [`ensure_schema_current`]) | living tooling |

@@ -19,4 +19,5 @@ mod properties;
 mod replicas;
 mod resumes;
 mod send;
+mod staged;
 mod support;

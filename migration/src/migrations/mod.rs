@@ -40,6 +40,7 @@ migrations!(
     m005_legacy_import,
     m007_lowercase_chunk_ids,
     m008_hnsw_ef_construction,
+    m009_staged_chunks,
 );
 
 /// A stable 64-bit fingerprint (FNV-1a) of the migration names and sources.

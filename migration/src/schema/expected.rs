@@ -111,6 +111,23 @@ pub const TABLES: &[TableSpec] = &[
             ("imported_at", TSTZ, NN, Some("now()")),
         ],
     },
+    // m009: the library's own table (not LangChain's), no vector index.
+    TableSpec {
+        name: "resume_chunks_staged",
+        columns: &[
+            ("id", "uuid", NN, None),
+            ("text", "text", NN, None),
+            ("metadata", "jsonb", NN, None),
+            ("embedding", "vector(768)", NN, None),
+            (
+                "resume_id",
+                "uuid",
+                NN,
+                Some("GENERATED ALWAYS AS (((metadata ->> 'resume_id'::text))::uuid) STORED"),
+            ),
+            ("staged_at", TSTZ, NN, Some("now()")),
+        ],
+    },
 ];
 
 /// Every index, primary keys included.
@@ -196,6 +213,25 @@ pub const INDEXES: &[ObjectSpec] = &[
         name: "idx_legacy_ids_id",
         definition: "CREATE UNIQUE INDEX idx_legacy_ids_id ON legacy_ids \
                      USING btree (table_name, id)",
+    },
+    // m009
+    ObjectSpec {
+        table: "resume_chunks_staged",
+        name: "resume_chunks_staged_pkey",
+        definition: "CREATE UNIQUE INDEX resume_chunks_staged_pkey ON resume_chunks_staged \
+                     USING btree (id)",
+    },
+    ObjectSpec {
+        table: "resume_chunks_staged",
+        name: "idx_resume_chunks_staged_resume_id",
+        definition: "CREATE INDEX idx_resume_chunks_staged_resume_id ON resume_chunks_staged \
+                     USING btree (resume_id)",
+    },
+    ObjectSpec {
+        table: "resume_chunks_staged",
+        name: "idx_resume_chunks_staged_user_id",
+        definition: "CREATE INDEX idx_resume_chunks_staged_user_id ON resume_chunks_staged \
+                     USING btree (((metadata ->> 'user_id'::text)))",
     },
 ];
 
@@ -291,6 +327,17 @@ pub const CONSTRAINTS: &[ObjectSpec] = &[
         name: "legacy_ids_table_name_check",
         definition: "CHECK ((table_name = ANY (ARRAY['user_profiles'::text, \
                      'user_preferences'::text, 'resumes'::text])))",
+    },
+    // m009: a staged chunk goes with its resume.
+    ObjectSpec {
+        table: "resume_chunks_staged",
+        name: "resume_chunks_staged_pkey",
+        definition: "PRIMARY KEY (id)",
+    },
+    ObjectSpec {
+        table: "resume_chunks_staged",
+        name: "fk_resume_chunks_staged_resume_id",
+        definition: "FOREIGN KEY (resume_id) REFERENCES resumes(id) ON DELETE CASCADE",
     },
 ];
 

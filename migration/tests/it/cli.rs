@@ -108,6 +108,7 @@ async fn database_schema_flag_and_variable_select_the_schema() {
         [
             "legacy_ids",
             "resume_chunks",
+            "resume_chunks_staged",
             "resumes",
             "seaql_migrations",
             "user_preferences",

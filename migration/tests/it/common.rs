@@ -9,7 +9,7 @@ pub use test_db::schema_dump;
 
 /// Every migration, in order. Spelled out (not read from `Migrator`), so a
 /// new migration has to be added here knowingly.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     "m001_user_profiles",
     "m002_add_pdf_storage",
     "m003_create_vector_store",
@@ -17,6 +17,7 @@ pub const ALL: [&str; 7] = [
     "m005_legacy_import",
     "m007_lowercase_chunk_ids",
     "m008_hnsw_ef_construction",
+    "m009_staged_chunks",
 ];
 
 /// The migration binary, with the environment variables that change its

@@ -35,6 +35,7 @@ async fn up_from_empty_applies_every_migration_in_order() {
         [
             "legacy_ids",
             "resume_chunks",
+            "resume_chunks_staged",
             "resumes",
             "user_preferences",
             "user_profiles"
@@ -59,6 +60,50 @@ async fn down_one_step_at_a_time_removes_exactly_each_migration() {
     let conn = db.conn();
     let empty = schema_dump(db.url());
     Migrator::up(conn, None).await.unwrap();
+
+    // 009 down: resume_chunks_staged and its indexes only; a staged chunk
+    // is moved into resume_chunks, not lost.
+    let with_009_indexes = indexes(conn).await;
+    conn.execute_unprepared(
+        "INSERT INTO user_profiles (id, firebase_uid) \
+           VALUES ('11111111-1111-1111-1111-111111111111', 'ada'); \
+         INSERT INTO resumes (id, user_id, title, file_name, file_size) \
+           VALUES ('22222222-2222-2222-2222-222222222222', \
+                   '11111111-1111-1111-1111-111111111111', 'cv', 'cv.pdf', 0); \
+         INSERT INTO resume_chunks_staged (id, text, metadata, embedding) \
+           VALUES ('33333333-3333-3333-3333-333333333333', 'staged', \
+                   '{\"user_id\": \"11111111-1111-1111-1111-111111111111\", \
+                     \"resume_id\": \"22222222-2222-2222-2222-222222222222\"}', \
+                   array_fill(0.5, ARRAY[768])::vector)",
+    )
+    .await
+    .unwrap();
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..7]);
+    assert!(
+        !tables(conn)
+            .await
+            .contains(&"resume_chunks_staged".to_owned())
+    );
+    assert_eq!(
+        indexes(conn).await,
+        with_009_indexes
+            .into_iter()
+            .filter(|i| !i.contains("resume_chunks_staged"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        strings(
+            conn,
+            "SELECT id::text || ' ' || text || ' ' || (embedding = array_fill(0.5, ARRAY[768])::vector)::text \
+             FROM resume_chunks"
+        )
+        .await,
+        ["33333333-3333-3333-3333-333333333333 staged true"]
+    );
+    conn.execute_unprepared("DELETE FROM user_profiles")
+        .await
+        .unwrap();
 
     // 008 down: the HNSW index's ef_construction back to pgvector's
     // default, nothing else.

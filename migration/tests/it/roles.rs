@@ -8,6 +8,7 @@ use migration::lock;
 use mockinterview_db::chunks::{self, SearchQuery, SearchScope};
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload};
+use mockinterview_db::staged;
 use mockinterview_db::{Embedding, NewChunk};
 use pgconn::DbUrl;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
@@ -245,9 +246,29 @@ async fn library_round_trip(conn: &DatabaseConnection) {
     .await
     .unwrap();
     assert_eq!(hits.len(), 1);
+    // Staged uploads (m009's table) and their move into the index work for
+    // the application role, also a whole-table search over both tables.
+    let staged_ids = staged::stage_resume_chunks(conn, user.id, resume.id, &new[..1])
+        .await
+        .unwrap();
+    let all = chunks::search_chunks(conn, &SearchQuery::new(vector(1.0), 5, SearchScope::All))
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|h| h.id).collect::<Vec<_>>(), staged_ids);
+    assert_eq!(
+        staged::index_staged_chunks(conn, 1).await.unwrap().chunks,
+        1
+    );
     // Deleting the profile cascades (m004's triggers run as this role).
+    staged::stage_resume_chunks(conn, user.id, resume.id, &new)
+        .await
+        .unwrap();
     conn.execute_unprepared("DELETE FROM user_profiles")
         .await
         .unwrap();
     assert_eq!(count(conn, "SELECT count(*) FROM resume_chunks").await, 0);
+    assert_eq!(
+        count(conn, "SELECT count(*) FROM resume_chunks_staged").await,
+        0
+    );
 }

@@ -31,9 +31,10 @@ async fn tables_in<C: ConnectionTrait>(db: &C, schema: &str) -> Vec<String> {
     .await
 }
 
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "legacy_ids",
     "resume_chunks",
+    "resume_chunks_staged",
     "resumes",
     "user_preferences",
     "user_profiles",

@@ -1,10 +1,14 @@
 -- Every column of every table of the current schema, in physical order,
 -- without sea-orm's bookkeeping table and tables that belong to extensions.
+-- A stored generated column's "default" is its expression, marked as such.
 SELECT c.relname::text AS table_name,
        a.attname::text AS column_name,
        format_type(a.atttypid, a.atttypmod) AS sql_type,
        a.attnotnull AS not_null,
-       pg_get_expr(ad.adbin, ad.adrelid) AS default_expr
+       CASE WHEN a.attgenerated = 's'
+            THEN 'GENERATED ALWAYS AS (' || pg_get_expr(ad.adbin, ad.adrelid) || ') STORED'
+            ELSE pg_get_expr(ad.adbin, ad.adrelid)
+       END AS default_expr
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
