@@ -545,24 +545,31 @@ pub struct EffectiveSettings {
 /// ```
 pub async fn effective_settings<S: Store + ?Sized>(db: &S) -> Result<EffectiveSettings> {
     use sea_orm::ConnectionTrait;
-    db.route()
-        .read(Op::HnswSearch { k: 10 }, |c| async move {
-            let row = c
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT current_setting('search_path') AS search_path, \
-                            current_setting('statement_timeout') AS statement_timeout, \
-                            current_setting('hnsw.ef_search', true) AS ef_search, \
-                            current_setting('hnsw.iterative_scan', true) AS iterative_scan",
-                ))
-                .await?
-                .ok_or_else(|| Error::Config("current_setting returned no row".into()))?;
-            Ok(EffectiveSettings {
-                search_path: row.try_get("", "search_path")?,
-                statement_timeout: row.try_get("", "statement_timeout")?,
-                hnsw_ef_search: row.try_get("", "ef_search")?,
-                hnsw_iterative_scan: row.try_get("", "iterative_scan")?,
-            })
+    // Applied the way a whole-table search applies them.
+    let route = db.route();
+    let (op, guard) = route.settings().hnsw_search(10);
+    let sql = format!(
+        "SELECT current_setting('search_path') AS search_path, \
+                current_setting('statement_timeout') AS statement_timeout, \
+                current_setting('hnsw.ef_search', true) AS ef_search, \
+                current_setting('hnsw.iterative_scan', true) AS iterative_scan{}",
+        guard.map_or(String::new(), |g| format!(" WHERE {g}"))
+    );
+    route
+        .read(op, |c| {
+            let sql = sql.clone();
+            async move {
+                let row = c
+                    .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                    .await?
+                    .ok_or_else(|| Error::Config("current_setting returned no row".into()))?;
+                Ok(EffectiveSettings {
+                    search_path: row.try_get("", "search_path")?,
+                    statement_timeout: row.try_get("", "statement_timeout")?,
+                    hnsw_ef_search: row.try_get("", "ef_search")?,
+                    hnsw_iterative_scan: row.try_get("", "iterative_scan")?,
+                })
+            }
         })
         .await
 }

@@ -115,6 +115,42 @@ impl Settings {
         }
     }
 
+    /// How a whole-table search of the top `k` applies its `hnsw.*`
+    /// settings: the [`Op`] to run it with, and the condition to add to its
+    /// statement.
+    ///
+    /// When the call needs no other setting, the statement sets them itself:
+    /// `(SELECT set_config(..., true) || ...) IS NOT NULL` in its `WHERE`
+    /// has no column, so PostgreSQL evaluates it once (a one-time filter)
+    /// before it starts the index scan, whose `hnsw.*` settings pgvector
+    /// reads when the scan begins; `true` makes them local to the
+    /// statement's own implicit transaction. One round trip instead of four
+    /// (`BEGIN`, the settings, the search, `COMMIT`), also through a
+    /// transaction-mode pooler. `search_path`, `statement_timeout` and URL
+    /// options act before the statement runs (parsing, the timer), so with
+    /// any of them the search runs as [`Op::HnswSearch`], in a transaction
+    /// after a settings statement, and the condition is `None`.
+    pub(crate) fn hnsw_search(&self, k: u32) -> (Op, Option<String>) {
+        let op = Op::HnswSearch { k };
+        if !self.for_op(Op::Plain).is_empty() {
+            return (op, None);
+        }
+        // Names and values are the library's own (digits, `strict_order`).
+        let mut items: Vec<String> = self
+            .for_op(op)
+            .iter()
+            .map(|(name, value)| format!("set_config('{name}', '{value}', true)"))
+            .collect();
+        items.extend(self.auto_ef_search_sql(op));
+        if items.is_empty() {
+            return (Op::Plain, None);
+        }
+        (
+            Op::Plain,
+            Some(format!("(SELECT {}) IS NOT NULL", items.join(" || "))),
+        )
+    }
+
     /// What a plain connection or transaction gets: the library's defaults.
     pub(crate) fn defaults() -> &'static Settings {
         static DEFAULTS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
