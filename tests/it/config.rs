@@ -81,16 +81,16 @@ async fn ef_search_follows_the_table_size_unless_fixed() {
     // A new table (reltuples -1: never analyzed) gets the base value.
     let small = effective_settings(&handle).await.unwrap();
     assert_eq!(small.hnsw_ef_search.as_deref(), Some("100"));
-    // What ANALYZE would record for a million chunks (the test role is a
+    // What ANALYZE would record for ten million chunks (the test role is a
     // superuser, as scripts/db-up makes it).
     db.conn()
         .execute_unprepared(
-            "UPDATE pg_class SET reltuples = 1000000 WHERE oid = 'resume_chunks'::regclass",
+            "UPDATE pg_class SET reltuples = 10000000 WHERE oid = 'resume_chunks'::regclass",
         )
         .await
         .unwrap();
     let large = effective_settings(&handle).await.unwrap();
-    let expected = ef_search_for(1_000_000, 10);
+    let expected = ef_search_for(10_000_000, 10);
     assert!(expected > 100);
     assert_eq!(large.hnsw_ef_search, Some(expected.to_string()));
     // The server's computation (one statement, no extra round trip) agrees
@@ -100,6 +100,8 @@ async fn ef_search_follows_the_table_size_unless_fixed() {
         99_999,
         100_001,
         300_000,
+        1_000_000,
+        1_000_001,
         2_500_000,
         10_000_000,
         1_000_000_000_000,
@@ -119,7 +121,7 @@ async fn ef_search_follows_the_table_size_unless_fixed() {
     }
     db.conn()
         .execute_unprepared(
-            "UPDATE pg_class SET reltuples = 1000000 WHERE oid = 'resume_chunks'::regclass",
+            "UPDATE pg_class SET reltuples = 10000000 WHERE oid = 'resume_chunks'::regclass",
         )
         .await
         .unwrap();
