@@ -489,7 +489,7 @@ pub async fn global(ctx: &mut Ctx) -> Result<(), BoxError> {
         "global",
         "3",
         format!(
-            "whole-table search with the library's defaults (ef_search from the table size) vs the same SQL in a transaction with `set_config` of ef_search {policy} over the same pool (alternating per query); ratio: median (min–max) of {} rounds",
+            "whole-table search with the library's defaults (ef_search from the table size, set inside the search statement: one round trip) vs LangChain's query (`ORDER BY embedding <=> $1 LIMIT k`) in a transaction after `set_config` of ef_search {policy} (four round trips) over the same pool (alternating per query); ratio: median (min–max) of {} rounds",
             ratios.len()
         ),
         lib.summary(),
