@@ -112,7 +112,7 @@ pub struct DbConfig {
     pub tcp_user_timeout: Option<Duration>,
 }
 
-/// The `hnsw.ef_search` of whole-table searches in tables of up to 1M
+/// The `hnsw.ef_search` of whole-table searches in tables of up to 500k
 /// chunks; it grows with the table unless [`DbConfig::hnsw_ef_search`] is
 /// set (see [`crate::tuning`]).
 pub const DEFAULT_HNSW_EF_SEARCH: u32 = crate::tuning::EF_SEARCH_BASE;

@@ -5,18 +5,20 @@
 //! [`crate::DbConfig::hnsw_ef_search`] fixes it, each whole-table search
 //! sets `hnsw.ef_search` to [`ef_search_for`] of `pg_class.reltuples` of
 //! `resume_chunks` (kept current by autovacuum and ANALYZE), computed by
-//! the server inside the search statement itself: 100 up to 1M chunks,
-//! 150 at 10M, 200 at 100M.
+//! the server inside the search statement itself: 100 up to 500k chunks,
+//! 120 at 1M, 160 at 10M, 230 at 100M.
 //!
 //! The constants come from BENCHMARKS.md ("A million chunks"), measured
-//! with the index the migrations make (m008: `ef_construction` 200): at 1M
-//! chunks recall@10 at `ef_search` 100 was 0.9645–0.975 in three runs on
-//! two builds of the graph (150 gave 0.9645–0.99), above the 0.95 target,
-//! and 100 is what keeps the p50 latency under the 5 ms target on the
-//! 2-core benchmark machine (150 took 5.5–6 ms); at 100k, 100 gives more
-//! than 0.98. Beyond 1M the growth (×1.41 per 10× rows) is extrapolated
-//! from how recall fell between 100k and 1M, not measured. Applications
-//! that want more recall for more latency fix the value with
+//! with the index the migrations make (m008: `ef_construction` 200). At 1M
+//! chunks recall@10 was 0.9595-0.975 at `ef_search` 100 (five runs, two
+//! builds of the graph; the lowest with 2% of the rows deleted and not yet
+//! vacuumed), 0.9645 at 120 and 0.9645-0.99 at 150, and the p50 latency on
+//! the 2-core benchmark machine was within its noise for all three once
+//! searches took one round trip (2.4-4.3 ms per round; the 5 ms target).
+//! 120 is the smallest value that gave the recall of 150 there; at 100k,
+//! 100 gives more than 0.98. Beyond 1M the growth (×1.41 per 10× rows) is
+//! extrapolated from how recall fell between 100k and 1M, not measured.
+//! Applications that want more recall for more latency fix the value with
 //! [`crate::DbConfig::hnsw_ef_search`]. Very high values make the planner
 //! prefer an exact scan, which is why the value is capped.
 
@@ -24,7 +26,7 @@
 pub const EF_SEARCH_BASE: u32 = 100;
 
 /// Table size up to which [`EF_SEARCH_BASE`] is enough.
-pub const EF_SEARCH_BASE_ROWS: u64 = 1_000_000;
+pub const EF_SEARCH_BASE_ROWS: u64 = 500_000;
 
 /// How fast `ef_search` grows beyond [`EF_SEARCH_BASE_ROWS`]: it is
 /// multiplied by `(rows / EF_SEARCH_BASE_ROWS) ^ EF_SEARCH_GROWTH`.
@@ -81,9 +83,9 @@ mod tests {
     #[test]
     fn the_documented_values() {
         assert_eq!(ef_search_for(300_000, 10), 100);
-        assert_eq!(ef_search_for(1_000_000, 10), 100);
-        assert_eq!(ef_search_for(10_000_000, 10), 150);
-        assert_eq!(ef_search_for(100_000_000, 10), 200);
+        assert_eq!(ef_search_for(1_000_000, 10), 120);
+        assert_eq!(ef_search_for(10_000_000, 10), 160);
+        assert_eq!(ef_search_for(100_000_000, 10), 230);
     }
 
     #[test]
