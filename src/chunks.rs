@@ -225,12 +225,23 @@ pub async fn replace_resume_chunks<S: Store + ?Sized>(
     resume_id: Uuid,
     chunks: &[NewChunk],
 ) -> Result<Vec<Uuid>> {
+    write_one(db, user_id, resume_id, chunks, ChunkTable::Indexed).await
+}
+
+/// [`write_sets`] for one resume.
+pub(crate) async fn write_one<S: Store + ?Sized>(
+    db: &S,
+    user_id: Uuid,
+    resume_id: Uuid,
+    chunks: &[NewChunk],
+    table: ChunkTable,
+) -> Result<Vec<Uuid>> {
     let set = ResumeChunks {
         user_id,
         resume_id,
         chunks,
     };
-    Ok(replace_chunks_bulk(db, &[set]).await?.remove(0))
+    Ok(write_sets(db, &[set], table).await?.remove(0))
 }
 
 /// Replaces the chunks of many resumes in one transaction: every resume row

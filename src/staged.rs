@@ -38,7 +38,9 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
 
-use crate::chunks::{ChunkTable, NewChunk, RESUME_LOCK_KEY_SQL, ResumeChunks, write_sets};
+use crate::chunks::{
+    ChunkTable, NewChunk, RESUME_LOCK_KEY_SQL, ResumeChunks, write_one, write_sets,
+};
 use crate::db::Db;
 use crate::error::Result;
 use crate::store::{Op, Store};
@@ -75,12 +77,7 @@ pub async fn stage_resume_chunks<S: Store + ?Sized>(
     resume_id: Uuid,
     chunks: &[NewChunk],
 ) -> Result<Vec<Uuid>> {
-    let set = ResumeChunks {
-        user_id,
-        resume_id,
-        chunks,
-    };
-    Ok(stage_chunks_bulk(db, &[set]).await?.remove(0))
+    write_one(db, user_id, resume_id, chunks, ChunkTable::Staged).await
 }
 
 /// [`stage_resume_chunks`] for many resumes in one transaction, like

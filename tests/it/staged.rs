@@ -33,6 +33,16 @@ async fn staged_rows(db: &DatabaseConnection) -> i64 {
     count(db, "SELECT 1 FROM resume_chunks_staged").await
 }
 
+/// The ids `resume_chunks` returns for the resume (indexed and staged).
+async fn stored_ids<S: mockinterview_db::Store>(db: &S, user: Uuid, resume: Uuid) -> HashSet<Uuid> {
+    chunks::resume_chunks(db, user, resume)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect()
+}
+
 fn ids(hits: &[mockinterview_db::ChunkMatch]) -> Vec<Uuid> {
     hits.iter().map(|h| h.id).collect()
 }
@@ -54,7 +64,7 @@ async fn staged_chunks_replace_the_old_ones_for_every_library_read_at_once() {
     // embeddings as replace_resume_chunks would store them.
     let stored = chunks::resume_chunks(db.conn(), u.id, r.id).await.unwrap();
     assert_eq!(
-        stored.iter().map(|c| c.id).collect::<HashSet<_>>(),
+        stored_ids(db.conn(), u.id, r.id).await,
         new_ids.iter().copied().collect()
     );
     let first = stored.iter().find(|c| c.id == new_ids[0]).unwrap();
@@ -204,13 +214,10 @@ async fn a_later_replacement_wins_over_staged_chunks_in_both_directions() {
         index_staged_chunks(db.conn(), 10).await.unwrap(),
         IndexedBatch::default()
     );
-    let stored: HashSet<Uuid> = chunks::resume_chunks(db.conn(), u.id, r.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(stored, direct.iter().copied().collect());
+    assert_eq!(
+        stored_ids(db.conn(), u.id, r.id).await,
+        direct.iter().copied().collect()
+    );
 
     // Indexed, then staged twice: only the last staged set remains.
     stage_resume_chunks(db.conn(), u.id, r.id, &chunks(3, 4))
@@ -224,13 +231,10 @@ async fn a_later_replacement_wins_over_staged_chunks_in_both_directions() {
         (0, 1)
     );
     index_staged_chunks(db.conn(), 10).await.unwrap();
-    let stored: Vec<Uuid> = chunks::resume_chunks(db.conn(), u.id, r.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(stored, last);
+    assert_eq!(
+        stored_ids(db.conn(), u.id, r.id).await,
+        last.into_iter().collect()
+    );
 
     // Staging an empty set empties the resume.
     stage_resume_chunks(db.conn(), u.id, r.id, &[])
@@ -266,14 +270,8 @@ async fn bad_input_and_foreign_resumes_write_nothing() {
         Err(Error::NotFound { .. }) => {}
         other => panic!("{other:?}"),
     }
-    let stored: Vec<Uuid> = chunks::resume_chunks(db.conn(), u.id, r.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.id)
-        .collect();
     assert_eq!(
-        stored.into_iter().collect::<HashSet<_>>(),
+        stored_ids(db.conn(), u.id, r.id).await,
         staged_before.into_iter().collect()
     );
     // Inside a caller's transaction COPY is impossible: a clear error.
@@ -341,13 +339,11 @@ async fn concurrent_uploads_and_indexers_keep_exactly_the_last_set() {
                         .unwrap()
                 };
                 // Every library read sees exactly the set just written.
-                let seen: HashSet<Uuid> = chunks::resume_chunks(&handle, user_id, resume_id)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|c| c.id)
-                    .collect();
-                assert_eq!(seen, last.iter().copied().collect(), "round {round}");
+                assert_eq!(
+                    stored_ids(&handle, user_id, resume_id).await,
+                    last.iter().copied().collect(),
+                    "round {round}"
+                );
             }
             (resume_id, last)
         }));
