@@ -16,16 +16,28 @@ use crate::report::{Samples, fmt_int, fmt_ms, median, rounds_of, spread, spread_
 use crate::{Ctx, progress};
 
 /// The library's scoped SQL (`chunks::search_chunks`, `SearchScope::User`),
-/// verbatim, with the table and the vector cast as parameters.
-fn scoped_sql(table: &str, cast: &str) -> String {
+/// verbatim (top `k` written as a literal, as the library does), with the
+/// table and the vector cast as parameters; `staged`: with the branch over
+/// `resume_chunks_staged` (m009) that the library's query has.
+fn scoped_sql(table: &str, cast: &str, k: usize, staged: bool) -> String {
+    let part = |t: &str| {
+        format!(
+            "SELECT id, text, metadata, embedding, embedding <=> $1{cast} AS distance \
+             FROM {t} WHERE embedding IS NOT NULL AND metadata->>'user_id' = $2"
+        )
+    };
+    let union = if staged {
+        format!(" UNION ALL {}", part("resume_chunks_staged"))
+    } else {
+        String::new()
+    };
     format!(
-        "WITH scoped AS MATERIALIZED ( \
-         SELECT id, text, metadata, embedding, embedding <=> $1{cast} AS distance \
-         FROM {table} WHERE embedding IS NOT NULL AND metadata->>'user_id' = $2) \
+        "WITH scoped AS MATERIALIZED ({}{union}) \
          SELECT id, text, metadata, 1 - distance AS score FROM scoped \
          WHERE distance NOT IN (0, 1, 2, 'NaN') \
             OR (embedding <#> embedding) NOT IN ('0', '-Infinity', 'NaN') \
-         ORDER BY distance LIMIT $3"
+         ORDER BY distance LIMIT {k}",
+        part(table)
     )
 }
 
@@ -116,12 +128,13 @@ fn indexes(ctx: &Ctx, ids: &[Uuid]) -> Vec<usize> {
         .collect()
 }
 
-const SCOPED_PATHS: [&str; 5] = [
+const SCOPED_PATHS: [&str; 6] = [
     "library `search_chunks(User)`",
     "same SQL, same sea-orm pool (`query_all_raw`)",
     "same SQL, tokio-postgres prepared statement",
-    "same SQL, copy with `embedding SET STORAGE PLAIN`",
-    "same SQL, copy with `halfvec(768)` embedding",
+    "same SQL without the staged branch, copy with `embedding SET STORAGE PLAIN`",
+    "same SQL without the staged branch, copy with `halfvec(768)` embedding",
+    "same SQL without the staged branch (the query before m009), same pool",
 ];
 
 /// 2: scoped search, top 5, one user.
@@ -150,12 +163,16 @@ pub async fn scoped(ctx: &mut Ctx) -> Result<(), BoxError> {
     )
     .await?;
     let tables = [
-        (scoped_sql("resume_chunks", ""), "resume_chunks"),
-        (scoped_sql("bench_chunks_plain", ""), "bench_chunks_plain"),
+        (scoped_sql("resume_chunks", "", K, true), "resume_chunks"),
         (
-            scoped_sql("bench_chunks_half", "::vector::halfvec"),
+            scoped_sql("bench_chunks_plain", "", K, false),
+            "bench_chunks_plain",
+        ),
+        (
+            scoped_sql("bench_chunks_half", "::vector::halfvec", K, false),
             "bench_chunks_half",
         ),
+        (scoped_sql("resume_chunks", "", K, false), "resume_chunks"),
     ];
     let prepared = ctx.raw.prepare(&tables[0].0).await?;
 
@@ -185,25 +202,22 @@ pub async fn scoped(ctx: &mut Ctx) -> Result<(), BoxError> {
                     .into_iter()
                     .map(|m| m.id)
                     .collect(),
-                1 | 3 | 4 => {
+                1 | 3 | 4 | 5 => {
                     let sql = &tables[match p {
                         1 => 0,
                         3 => 1,
-                        _ => 2,
+                        4 => 2,
+                        _ => 3,
                     }]
                     .0;
                     pool_query(
                         &ctx.db,
                         sql,
-                        vec![vector.clone().into(), uid.clone().into(), (K as i64).into()],
+                        vec![vector.clone().into(), uid.clone().into()],
                     )
                     .await?
                 }
-                _ => decode_tp(
-                    &ctx.raw
-                        .query(&prepared, &[&vector, &uid, &(K as i64)])
-                        .await?,
-                ),
+                _ => decode_tp(&ctx.raw.query(&prepared, &[&vector, &uid]).await?),
             };
             let dt = t.elapsed();
             if round >= warmup {
@@ -258,8 +272,18 @@ pub async fn scoped(ctx: &mut Ctx) -> Result<(), BoxError> {
     );
     for (p, what) in [
         (2, "tokio-postgres prepared statement (driver floor)"),
-        (3, "`SET STORAGE PLAIN` copy (same SQL, same pool)"),
-        (4, "`halfvec(768)` copy (same SQL, same pool)"),
+        (
+            3,
+            "`SET STORAGE PLAIN` copy (same SQL without the staged branch, same pool)",
+        ),
+        (
+            4,
+            "`halfvec(768)` copy (same SQL without the staged branch, same pool)",
+        ),
+        (
+            5,
+            "the library's query before m009 (no staged branch), same pool",
+        ),
     ] {
         ctx.report.info(
             "scoped",
@@ -282,7 +306,7 @@ pub async fn scoped(ctx: &mut Ctx) -> Result<(), BoxError> {
         ));
     }
     d.push_str("\n| table | heap | TOAST | rows per heap page |\n|---|---|---|---|\n");
-    for (_, t) in &tables {
+    for (_, t) in &tables[..3] {
         let r = ctx
             .raw
             .query_one(
@@ -306,12 +330,12 @@ pub async fn scoped(ctx: &mut Ctx) -> Result<(), BoxError> {
     let (ui, q) = &queries[0];
     let uid = ctx.corpus.users[*ui].id.to_string();
     let vector = Vector::from(q.clone());
-    for (sql, t) in &tables {
+    for (sql, t) in &tables[..3] {
         let rows = ctx
             .raw
             .query(
                 &format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}"),
-                &[&vector, &uid, &(K as i64)],
+                &[&vector, &uid],
             )
             .await?;
         let plan: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
