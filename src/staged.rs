@@ -139,18 +139,22 @@ pub async fn index_staged_chunks<S: Store + ?Sized>(
             "0; move at least one resume per call".into(),
         ));
     }
-    // `picked` is referenced twice, so it is evaluated once: each candidate
-    // is try-locked exactly once. A resume replaced between this
-    // statement's snapshot and its lock has no visible staged rows left to
-    // delete (DELETE skips rows deleted by a committed transaction), so
-    // nothing stale is moved.
+    // Candidates are the oldest few times `max_resumes` resumes, so that
+    // indexers running at once (or a replacement holding the oldest) do not
+    // leave each other idle. `picked` is referenced twice, so it is
+    // evaluated once, in candidate order, until it has `max_resumes`: each
+    // candidate is try-locked at most once, and no more locks are taken
+    // than resumes moved. A resume replaced between this statement's
+    // snapshot and its lock has no visible staged rows left to delete
+    // (DELETE skips rows deleted by a committed transaction), so nothing
+    // stale is moved.
     let sql = format!(
-        "WITH candidates AS ( \
+        "WITH candidates AS MATERIALIZED ( \
            SELECT resume_id FROM resume_chunks_staged \
-           GROUP BY resume_id ORDER BY min(staged_at), resume_id LIMIT $1), \
+           GROUP BY resume_id ORDER BY min(staged_at), resume_id LIMIT $1 * 4), \
          picked AS ( \
            SELECT resume_id FROM candidates \
-           WHERE pg_try_advisory_xact_lock({RESUME_LOCK_KEY_SQL})), \
+           WHERE pg_try_advisory_xact_lock({RESUME_LOCK_KEY_SQL}) LIMIT $1), \
          moved AS ( \
            DELETE FROM resume_chunks_staged s USING picked p WHERE s.resume_id = p.resume_id \
            RETURNING s.id, s.text, s.metadata, s.embedding), \

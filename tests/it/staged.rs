@@ -198,6 +198,52 @@ async fn indexing_moves_each_resume_whole_and_searches_give_the_same_answer() {
 }
 
 #[tokio::test]
+async fn a_busy_resume_is_skipped_and_the_next_one_moved() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let db = TestDatabase::new().await;
+    let u = user(db.conn(), "ada").await;
+    let oldest = resume(db.conn(), u.id, "oldest").await;
+    let next = resume(db.conn(), u.id, "next").await;
+    stage_resume_chunks(db.conn(), u.id, oldest.id, &chunks(1, 2))
+        .await
+        .unwrap();
+    let next_ids = stage_resume_chunks(db.conn(), u.id, next.id, &chunks(2, 3))
+        .await
+        .unwrap();
+    // Another session holds the oldest resume (as a replacement or another
+    // indexer would): the call moves the next one instead of nothing.
+    let holder = db.conn().begin().await.unwrap();
+    holder
+        .execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock(('x' || left(replace('{}', '-', ''), 16))::bit(64)::bigint)",
+            oldest.id
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        index_staged_chunks(db.conn(), 1).await.unwrap(),
+        IndexedBatch {
+            resumes: 1,
+            chunks: 3
+        }
+    );
+    assert_eq!(
+        strings(db.conn(), "SELECT id::text FROM resume_chunks")
+            .await
+            .into_iter()
+            .collect::<HashSet<_>>(),
+        next_ids.iter().map(Uuid::to_string).collect()
+    );
+    // Only the busy one is left, and nothing moves until it is released.
+    assert_eq!(
+        index_staged_chunks(db.conn(), 1).await.unwrap(),
+        IndexedBatch::default()
+    );
+    holder.rollback().await.unwrap();
+    assert_eq!(index_staged_chunks(db.conn(), 1).await.unwrap().chunks, 2);
+}
+
+#[tokio::test]
 async fn a_later_replacement_wins_over_staged_chunks_in_both_directions() {
     let db = TestDatabase::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 0).await;
