@@ -105,7 +105,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ids.len(),
         hits.len()
     );
-    while staged::staged_backlog(&db).await?.chunks > 0 {
+    for _ in 0..200 {
+        if staged::staged_backlog(&db).await?.chunks == 0 {
+            break;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     println!("indexed in the background: {:?}", indexer.stats());
