@@ -70,11 +70,11 @@ pub struct DbConfig {
     pub schema: Option<String>,
     /// `hnsw.ef_search` of whole-table (HNSW) searches: the candidate list
     /// size. Higher is more accurate and slower. `None` (the default): it
-    /// follows the table's size (`pg_class.reltuples`, read by the server in
-    /// each search's settings statement): [`crate::tuning::EF_SEARCH_BASE`]
-    /// up to 100k chunks, more above ([`crate::tuning::ef_search_for`]; the
-    /// figures behind it are in BENCHMARKS.md). `Some(n)` fixes it, e.g. `Some(40)` for pgvector's
-    /// own default. Very high values make the planner prefer an exact
+    /// follows the table's size (`pg_class.reltuples`, read by the server
+    /// inside each search): [`crate::tuning::EF_SEARCH_BASE`] up to 500k
+    /// chunks, more above ([`crate::tuning::ef_search_for`]; the figures
+    /// behind it are in BENCHMARKS.md). `Some(n)` fixes it, e.g. `Some(40)`
+    /// for pgvector's own default. Very high values make the planner prefer an exact
     /// sequential scan, hundreds of times slower on large tables.
     pub hnsw_ef_search: Option<u32>,
     /// Read replicas (streaming standbys of the primary), each with its own
@@ -529,10 +529,12 @@ pub struct EffectiveSettings {
     pub hnsw_iterative_scan: Option<String>,
 }
 
-/// What a whole-table search on `db` runs with: the same transaction and
-/// `set_config` calls as [`crate::chunks::search_chunks`] (for the top 10),
-/// then `current_setting` of each value. Use it to check that the settings
-/// hold through a pooler.
+/// What a whole-table search on `db` runs with: `current_setting` of each
+/// value, read with the settings applied exactly as
+/// [`crate::chunks::search_chunks`] applies them for the top 10 (inside the
+/// statement, or in a transaction after a settings statement when a schema,
+/// a statement timeout or URL options are configured). Use it to check that
+/// the settings hold through a pooler.
 ///
 /// # Errors
 /// As the data functions ([`Error::Unavailable`], [`Error::Database`]).

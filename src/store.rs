@@ -135,16 +135,14 @@ impl Settings {
         if !self.for_op(Op::Plain).is_empty() {
             return (op, None);
         }
-        // Names and values are the library's own (digits, `strict_order`).
-        let mut items: Vec<String> = self
+        // Names and values are the library's own (digits, `strict_order`);
+        // `ef_search` is always there, fixed or computed.
+        let items: Vec<String> = self
             .for_op(op)
             .iter()
             .map(|(name, value)| format!("set_config('{name}', '{value}', true)"))
+            .chain(self.auto_ef_search_sql(op))
             .collect();
-        items.extend(self.auto_ef_search_sql(op));
-        if items.is_empty() {
-            return (Op::Plain, None);
-        }
         (
             Op::Plain,
             Some(format!("(SELECT {}) IS NOT NULL", items.join(" || "))),
