@@ -436,7 +436,7 @@ async fn copy_sets(
 /// 8 bytes (a collision only makes two replacements take turns). The
 /// staged-chunk indexer computes the same key in SQL
 /// ([`RESUME_LOCK_KEY_SQL`]).
-pub(crate) fn resume_lock_key(resume_id: Uuid) -> i64 {
+fn resume_lock_key(resume_id: Uuid) -> i64 {
     let b = resume_id.as_bytes();
     i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
@@ -691,12 +691,11 @@ fn search_statement(query: &SearchQuery, settings: &Settings) -> Result<(Op, Sta
         // plan without it may meet any (and NaN scores are dropped below).
         // As above, RANKABLE only runs for the distances such a vector
         // produces, so each result's vector is read twice (the filter, the
-        // score) instead of three times. Staged chunks
-        // have no vector index: their top k is exact (an index scan of an
-        // empty or small table), merged with the index's top k.
-        // The hnsw.* settings, when the call needs no others, are set by
-        // the statement itself before its scans start (one round trip; see
-        // `Settings::hnsw_search`).
+        // score) instead of three times. Staged chunks have no vector index:
+        // their top k is exact (an index scan of an empty or small table),
+        // merged with the index's top k. The hnsw.* settings, when the call
+        // needs no others, are set by the statement itself before its scans
+        // start (one round trip; see `Settings::hnsw_search`).
         SearchScope::All => format!(
             "SELECT id, text, metadata::text AS metadata, 1 - distance AS score FROM ( \
                (SELECT id, text, metadata, embedding <=> $1 AS distance FROM resume_chunks \
@@ -879,6 +878,39 @@ mod tests {
 
     use super::*;
     use crate::store::EfSearch;
+
+    /// The indexer of staged chunks and the replacements must take the same
+    /// advisory lock per resume: the key computed in SQL is the Rust one,
+    /// also for ids whose first byte makes it negative.
+    #[tokio::test]
+    async fn the_sql_resume_lock_key_is_the_rust_one() {
+        let db = test_db::TestDatabase::new().await;
+        for id in [
+            Uuid::nil(),
+            Uuid::max(),
+            Uuid::from_u128(0x0123_4567_89ab_cdef_0000_0000_0000_0001),
+            Uuid::from_u128(0xfedc_ba98_7654_3210_ffff_ffff_ffff_fffe),
+            Uuid::new_v4(),
+        ] {
+            let row = db
+                .conn()
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    format!(
+                        "SELECT {RESUME_LOCK_KEY_SQL} AS k FROM (SELECT $1::uuid AS resume_id) r"
+                    ),
+                    [id.into()],
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                row.try_get::<i64>("", "k").unwrap(),
+                resume_lock_key(id),
+                "{id}"
+            );
+        }
+    }
 
     /// A whole-table search that sets its `hnsw.*` settings in its own
     /// statement must set them before pgvector begins the index scan: with
