@@ -3,10 +3,10 @@
 //! path.
 //!
 //! Why: at a million chunks, inserting one chunk into the HNSW graph costs
-//! ~5.5 ms of server CPU (`ef_construction` 200), so
-//! [`replace_resume_chunks`](crate::chunks::replace_resume_chunks) of a
-//! 51-chunk resume takes ~295 ms, 97% of it graph insertion (BENCHMARKS.md,
-//! "A million chunks"). [`stage_resume_chunks`] does the same replacement
+//! 3-5.5 ms of server CPU on the 2-core benchmark machine (`ef_construction`
+//! 200), so [`replace_resume_chunks`](crate::chunks::replace_resume_chunks)
+//! of a 51-chunk resume takes 150-300 ms, 96-98% of it graph insertion
+//! (BENCHMARKS.md, "A million chunks"). [`stage_resume_chunks`] does the same replacement
 //! but copies the new chunks into `resume_chunks_staged` (migration 009),
 //! which has no vector index, so the upload costs what the `COPY` costs.
 //! [`index_staged_chunks`], usually run by a [`StagedIndexer`] in the
@@ -113,7 +113,7 @@ pub struct IndexedBatch {
 /// call). Returns what was moved; `resumes == 0` means nothing was waiting
 /// (or everything waiting was busy).
 ///
-/// Each chunk costs its HNSW insertion (~5.5 ms at 1M chunks on the
+/// Each chunk costs its HNSW insertion (3-5.5 ms at 1M chunks on the
 /// benchmark machine), and a resume being moved cannot be replaced until
 /// the transaction ends, so keep `max_resumes` small (a
 /// [`StagedIndexer`] moves one resume per call).
@@ -157,17 +157,19 @@ pub async fn index_staged_chunks<S: Store + ?Sized>(
            WHERE pg_try_advisory_xact_lock({RESUME_LOCK_KEY_SQL}) LIMIT $1), \
          moved AS ( \
            DELETE FROM resume_chunks_staged s USING picked p WHERE s.resume_id = p.resume_id \
-           RETURNING s.id, s.text, s.metadata, s.embedding), \
+           RETURNING s.id, s.text, s.metadata, s.embedding, s.resume_id), \
          inserted AS ( \
            INSERT INTO resume_chunks (id, text, metadata, embedding) \
            SELECT id, text, metadata, embedding FROM moved RETURNING 1) \
-         SELECT (SELECT count(*) FROM picked) AS resumes, \
+         SELECT (SELECT count(DISTINCT resume_id) FROM moved) AS resumes, \
                 (SELECT count(*) FROM inserted) AS chunks"
     );
     let statement =
         Statement::from_sql_and_values(DbBackend::Postgres, sql, [i64::from(max_resumes).into()]);
+    // One statement: atomic, and its advisory locks last until it ends, so
+    // no transaction of its own (no BEGIN / COMMIT round trips).
     db.route()
-        .write(Op::Transaction, |c| async move {
+        .write(Op::Plain, |c| async move {
             let row = c
                 .query_one_raw(statement)
                 .await?

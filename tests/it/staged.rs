@@ -470,3 +470,60 @@ async fn a_dropped_indexer_stops_and_loses_nothing() {
     assert_eq!(staged::staged_backlog(&handle).await.unwrap().chunks, 2);
     handle.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_failing_batch_is_counted_retried_and_loses_nothing() {
+    use sea_orm::ConnectionTrait;
+    let db = TestDatabase::new().await;
+    let handle = DbConfig::new(db.url()).connect().await.unwrap();
+    let (u, r) = ada_with_chunks(&handle, 0).await;
+    let ids = stage_resume_chunks(&handle, u.id, r.id, &chunks(1, 2))
+        .await
+        .unwrap();
+    // While the indexed table is missing, every batch fails.
+    db.conn()
+        .execute_unprepared("ALTER TABLE resume_chunks RENAME TO resume_chunks_away")
+        .await
+        .unwrap();
+    let indexer = StagedIndexer::spawn(
+        handle.clone(),
+        IndexerOptions {
+            idle_poll: Duration::from_millis(10),
+            retry_after: Duration::from_millis(50),
+            ..IndexerOptions::default()
+        },
+    );
+    for _ in 0..200 {
+        if indexer.stats().errors >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = indexer.stats();
+    assert!(stats.errors >= 2, "retried after a failure: {stats:?}");
+    assert_eq!(stats.chunks, 0);
+    assert_eq!(
+        staged_rows(db.conn()).await,
+        2,
+        "a failed batch moves nothing"
+    );
+    // Once the table is back, the next attempt moves the chunks.
+    db.conn()
+        .execute_unprepared("ALTER TABLE resume_chunks_away RENAME TO resume_chunks")
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if indexer.stats().chunks == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(indexer.stats().chunks, 2, "{indexer:?}");
+    indexer.shutdown().await;
+    assert_eq!(
+        stored_ids(db.conn(), u.id, r.id).await,
+        ids.into_iter().collect()
+    );
+    assert_eq!(indexed(db.conn()).await, 2);
+    handle.close().await.unwrap();
+}
