@@ -13,7 +13,7 @@
 //! "embedder": every word adds weight to a few of the 768 dimensions, so
 //! chunks sharing words with the query score higher.
 
-use mockinterview_db::chunks::{self, SearchQuery, SearchScope};
+use mockinterview_db::chunks::{self, Indexing, ResumeChunks, SearchQuery, SearchScope};
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload};
 use mockinterview_db::staged;
@@ -39,8 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Serialized with other instances (also through a transaction-mode
     // pooler); with nothing pending it only reads, so it also works as an
     // application role that may not change the schema.
-    mockinterview_db::migration::lock::up_locked(&db, None).await?;
-    let ready = mockinterview_db::require_pgvector(&db).await?;
+    db.migrate().await?;
+    let ready = mockinterview_db::health::require_pgvector(&db).await?;
     println!(
         "connected: PostgreSQL {}, pgvector {}",
         ready.server_version,
@@ -83,7 +83,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enumerate()
         .map(|(i, line)| Ok(NewChunk::new(line, embed(line)?).with_metadata("line", i as i64)))
         .collect::<mockinterview_db::Result<Vec<_>>>()?;
-    let ids = chunks::replace_resume_chunks(&db, user.id, resume.id, &new_chunks).await?;
+    let set = ResumeChunks {
+        user_id: user.id,
+        resume_id: resume.id,
+        chunks: &new_chunks,
+    };
+    let ids = chunks::replace_chunks(&db, &[set], Indexing::Now).await?.remove(0);
     println!("stored {} chunks", ids.len());
 
     let query = SearchQuery::new(embed(&query_text)?, 3, SearchScope::User(user.id));
@@ -92,12 +97,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {:.3}  {}", hit.score, hit.text.unwrap_or_default());
     }
 
-    // The same upload staged: at a million chunks HNSW insertion makes
-    // `replace_resume_chunks` take ~150-300 ms; `stage_resume_chunks`
+    // The same upload with deferred indexing: at a million chunks HNSW
+    // insertion dominates an upload (BENCHMARKS.md); `Indexing::Deferred`
     // answers after the COPY, the chunks are searchable at once, and a
     // background `StagedIndexer` moves them into the HNSW index.
     let indexer = staged::StagedIndexer::spawn(db.clone(), staged::IndexerOptions::default());
-    let staged_ids = staged::stage_resume_chunks(&db, user.id, resume.id, &new_chunks).await?;
+    let staged_ids = chunks::replace_chunks(&db, &[set], Indexing::Deferred).await?.remove(0);
     let hits = chunks::search_chunks(&db, &query).await?;
     println!(
         "\nstaged {} chunks (replacing the {} above); searchable at once: {} hits",

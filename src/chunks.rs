@@ -31,7 +31,10 @@ use uuid::Uuid;
 
 use crate::embedding::Embedding;
 use crate::error::{Error, Result};
-use crate::store::{Op, Settings, Store};
+use crate::settings::Op;
+#[cfg(test)]
+use crate::settings::Settings;
+use crate::store::Store;
 use crate::validate::{Chars, JsonProblem, TextRule, check_json, invalid, json_text_depth};
 
 /// Largest `k` a search accepts.
@@ -169,7 +172,7 @@ pub struct ChunkMatch {
     pub score: f64,
 }
 
-/// One resume's new chunk set, for [`replace_chunks_bulk`].
+/// One resume's new chunk set, for [`replace_chunks`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ResumeChunks<'a> {
     /// Owner of the resume.
@@ -180,133 +183,96 @@ pub struct ResumeChunks<'a> {
     pub chunks: &'a [NewChunk],
 }
 
-/// Replaces all chunks of a resume with `chunks`, atomically: in one
-/// transaction its old chunks are deleted and the new ones are loaded with a
-/// binary `COPY` (one round trip for the whole batch, whatever its size).
-/// Readers see either the old or the new set, never a mix.
+/// When newly written chunks enter the HNSW index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Indexing {
+    /// In the write itself: the chunks go into `resume_chunks` and its HNSW
+    /// graph. Every reader, LangChain `PGVectorStore` included, sees them
+    /// when the call returns; the call pays the graph insertion (the
+    /// per-chunk cost is in BENCHMARKS.md). For first loads and bulk
+    /// re-embedding.
+    Now,
+    /// Later, by [`crate::staged::index_staged_chunks`] (usually a
+    /// [`crate::staged::StagedIndexer`]): the chunks go into
+    /// `resume_chunks_staged`, which has no vector index, so the call costs
+    /// what the `COPY` costs. The library's reads find them at once;
+    /// services reading `resume_chunks` directly see them once indexed (see
+    /// [`crate::staged`]). For uploads on the request path.
+    Deferred,
+}
+
+/// Replaces all chunks of each resume in `sets`, atomically, in one
+/// transaction of its own: every resume is locked (in id order, so
+/// concurrent calls cannot deadlock), all their old chunks (indexed and
+/// staged) are deleted, and all new chunks are loaded with one binary
+/// `COPY` stream, into the table `indexing` names. Readers see either a
+/// resume's old or its new set, never a mix. The one way to write chunks:
+/// one resume per upload, or a few thousand per call for first loads and
+/// re-embedding.
 ///
 /// Locking: concurrent replacements of the same resume take turns (a
-/// transaction-level advisory lock per resume). The resume row itself is only
-/// key-share locked: it cannot be deleted while the replace runs (the delete
-/// waits, then removes the new chunks too), but its other columns stay
-/// editable ([`crate::resumes::update_resume_content`] does not wait for a
-/// long replace).
+/// transaction-level advisory lock per resume). The resume rows are only
+/// key-share locked: they cannot be deleted while the call runs (the
+/// delete waits, then removes the new chunks too), but their other columns
+/// stay editable ([`crate::resumes::update_resume_content`] does not wait).
 ///
-/// Takes the pool rather than any connection because `COPY` needs a raw
-/// connection; it runs its own transaction. For many resumes at once (first
-/// load, re-embedding everything) use [`replace_chunks_bulk`].
+/// Needs the pool (`COPY` takes a raw connection), so it cannot run inside
+/// a caller's [`crate::Transaction`]. Bounded by
+/// [`crate::DbConfig::bulk_call_timeout`].
 ///
-/// Returns the new chunk ids, in input order.
+/// Returns the new chunk ids per resume, in input order.
 ///
 /// # Errors
 /// [`Error::Validation`] for a chunk breaking the rules of [`NewChunk`]
 /// (blank, over-long or NUL text; a reserved, too-deep, too-large or NUL
-/// metadata key), naming the chunk and the key, before anything is sent
-/// (nothing is written); [`Error::NotFound`] when the user has no such
-/// resume; [`Error::Unavailable`] when the connection fails, also in the
-/// middle of the `COPY`.
+/// metadata key), naming the resume, the chunk and the key, or a resume
+/// listed twice, before anything is sent (nothing is written);
+/// [`Error::NotFound`] when a resume does not exist or belongs to another
+/// user (nothing is written); [`Error::Config`] inside a transaction;
+/// [`Error::Unavailable`] when the connection fails, also in the middle of
+/// the `COPY`.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid,
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid,
 /// #            vectors: Vec<Vec<f32>>) -> mockinterview_db::Result<()> {
-/// use mockinterview_db::{chunks::replace_resume_chunks, Embedding, NewChunk};
+/// use mockinterview_db::chunks::{replace_chunks, Indexing, ResumeChunks};
+/// use mockinterview_db::{Embedding, NewChunk};
 /// let new: Vec<NewChunk> = vectors
 ///     .into_iter()
 ///     .enumerate()
 ///     .map(|(i, v)| Ok(NewChunk::new(format!("chunk {i}"), Embedding::new(v)?).with_metadata("page", 1)))
 ///     .collect::<mockinterview_db::Result<_>>()?;
-/// let ids = replace_resume_chunks(db, user_id, resume_id, &new).await?;
-/// # Ok(()) }
-/// ```
-#[tracing::instrument(skip(db, chunks), fields(chunks = chunks.len()))]
-pub async fn replace_resume_chunks<S: Store + ?Sized>(
-    db: &S,
-    user_id: Uuid,
-    resume_id: Uuid,
-    chunks: &[NewChunk],
-) -> Result<Vec<Uuid>> {
-    write_one(db, user_id, resume_id, chunks, ChunkTable::Indexed).await
-}
-
-/// [`write_sets`] for one resume.
-pub(crate) async fn write_one<S: Store + ?Sized>(
-    db: &S,
-    user_id: Uuid,
-    resume_id: Uuid,
-    chunks: &[NewChunk],
-    table: ChunkTable,
-) -> Result<Vec<Uuid>> {
-    let set = ResumeChunks {
-        user_id,
-        resume_id,
-        chunks,
-    };
-    Ok(write_sets(db, &[set], table).await?.remove(0))
-}
-
-/// Replaces the chunks of many resumes in one transaction: every resume row
-/// is locked (in id order, so concurrent calls cannot deadlock), all their
-/// old chunks are deleted with one statement, and all new chunks are loaded
-/// with one binary `COPY` stream. Use it for first loads and re-embedding;
-/// batches of a few thousand resumes keep the transaction reasonably short.
-///
-/// Returns the new chunk ids per resume, in input order.
-///
-/// # Errors
-/// [`Error::Validation`] for a chunk breaking the rules of [`NewChunk`] or a
-/// resume listed twice (nothing is written); [`Error::NotFound`] when a
-/// resume does not exist or belongs to another user (nothing is written).
-///
-/// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid,
-/// #            a: uuid::Uuid, b: uuid::Uuid, ca: Vec<mockinterview_db::NewChunk>,
-/// #            cb: Vec<mockinterview_db::NewChunk>) -> mockinterview_db::Result<()> {
-/// use mockinterview_db::chunks::{replace_chunks_bulk, ResumeChunks};
-/// let ids = replace_chunks_bulk(db, &[
-///     ResumeChunks { user_id, resume_id: a, chunks: &ca },
-///     ResumeChunks { user_id, resume_id: b, chunks: &cb },
-/// ]).await?;
+/// let set = ResumeChunks { user_id, resume_id, chunks: &new };
+/// let ids = replace_chunks(db, &[set], Indexing::Deferred).await?;
 /// # Ok(()) }
 /// ```
 #[tracing::instrument(skip(db, sets), fields(resumes = sets.len()))]
-pub async fn replace_chunks_bulk<S: Store + ?Sized>(
+pub async fn replace_chunks<S: Store + ?Sized>(
     db: &S,
     sets: &[ResumeChunks<'_>],
+    indexing: Indexing,
 ) -> Result<Vec<Vec<Uuid>>> {
-    write_sets(db, sets, ChunkTable::Indexed).await
+    write_sets(db, sets, indexing).await
 }
 
-/// Where [`write_sets`] puts the new chunks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ChunkTable {
-    /// `resume_chunks`, with its HNSW index: searchable by every reader.
-    Indexed,
-    /// `resume_chunks_staged` (migration 009), without a vector index: the
-    /// library's searches read it too, [`crate::staged`] moves the rows
-    /// into `resume_chunks` later.
-    Staged,
-}
-
-impl ChunkTable {
+impl Indexing {
     fn copy_sql(self) -> &'static str {
         match self {
-            ChunkTable::Indexed => {
+            Indexing::Now => {
                 "COPY resume_chunks (id, text, metadata, embedding) FROM STDIN (FORMAT binary)"
             }
-            ChunkTable::Staged => {
+            Indexing::Deferred => {
                 "COPY resume_chunks_staged (id, text, metadata, embedding) FROM STDIN (FORMAT binary)"
             }
         }
     }
 }
 
-/// Validates `sets`, then in one transaction of its own replaces each
-/// resume's chunks (indexed and staged) with the new ones, loaded into
-/// `table` with one binary `COPY` stream.
-pub(crate) async fn write_sets<S: Store + ?Sized>(
+/// [`replace_chunks`].
+async fn write_sets<S: Store + ?Sized>(
     db: &S,
     sets: &[ResumeChunks<'_>],
-    table: ChunkTable,
+    table: Indexing,
 ) -> Result<Vec<Vec<Uuid>>> {
     // Validate everything before touching the database.
     let mut seen = std::collections::HashSet::with_capacity(sets.len());
@@ -328,13 +294,13 @@ pub(crate) async fn write_sets<S: Store + ?Sized>(
     let route = db.route();
     let pool = route.primary_pool().ok_or_else(|| {
         Error::Config(
-            "the functions that replace or stage resume chunks load them with binary COPY in a \
-             transaction of their own, so they cannot run inside a caller's transaction: pass \
-             the Db (or the pool)"
+            "replace_chunks loads chunks with binary COPY in a transaction of its own, so it \
+             cannot run inside a caller's transaction: pass the Db"
                 .into(),
         )
     })?;
-    let settings = route.settings().for_op(Op::Transaction);
+    let (values, computed) = route.settings().for_op(Op::Transaction);
+    let apply = crate::settings::apply_sql(&values, computed.as_deref());
     route
         .bounded_bulk(async {
             let mut tx =
@@ -350,7 +316,14 @@ pub(crate) async fn write_sets<S: Store + ?Sized>(
                             Error::from(DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
                         }
                     })?;
-            apply_settings_sqlx(&mut tx, &settings).await?;
+            if let Some((sql, params)) = &apply {
+                // The library's own statement: `set_config` calls with bound values.
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                for p in params {
+                    query = query.bind(p);
+                }
+                query.execute(&mut *tx).await.map_err(sqlx_err)?;
+            }
             copy_sets(&mut tx, sets, &resume_ids, &ids, table).await?;
             tx.commit().await.map_err(sqlx_err)?;
             route.after_write().await
@@ -367,7 +340,7 @@ async fn copy_sets(
     sets: &[ResumeChunks<'_>],
     resume_ids: &[Uuid],
     ids: &[Vec<Uuid>],
-    table: ChunkTable,
+    table: Indexing,
 ) -> Result<()> {
     // Replacements of one resume take turns (a transaction-level advisory
     // lock per resume, in id order, so concurrent bulk calls cannot
@@ -445,22 +418,6 @@ fn resume_lock_key(resume_id: Uuid) -> i64 {
 /// 16 hex digits as a big-endian signed 64-bit integer.
 pub(crate) const RESUME_LOCK_KEY_SQL: &str =
     "('x' || left(replace(resume_id::text, '-', ''), 16))::bit(64)::bigint";
-
-/// `set_config(name, value, true)` for each setting, on a raw connection.
-async fn apply_settings_sqlx(
-    tx: &mut sqlx::PgConnection,
-    values: &[(String, String)],
-) -> Result<()> {
-    for (name, value) in values {
-        sqlx::query("SELECT set_config($1, $2, true)")
-            .bind(name)
-            .bind(value)
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_err)?;
-    }
-    Ok(())
-}
 
 /// Size of the pieces a `COPY` is sent in.
 const COPY_SEND_BYTES: usize = 1 << 20;
@@ -558,7 +515,7 @@ pub async fn search_chunks<S: Store + ?Sized>(
     query: &SearchQuery,
 ) -> Result<Vec<ChunkMatch>> {
     let route = db.route();
-    let (op, statement) = search_statement(query, route.settings())?;
+    let (op, statement) = search_statement(query, |k| route.hnsw_search(k))?;
     route
         .read(op, |c| {
             let statement = statement.clone();
@@ -583,8 +540,12 @@ pub async fn search_chunks<S: Store + ?Sized>(
         .await
 }
 
-/// The statement of [`search_chunks`] under `settings`, and how to run it.
-fn search_statement(query: &SearchQuery, settings: &Settings) -> Result<(Op, Statement)> {
+/// The statement of [`search_chunks`], and how to run it (`hnsw_search`:
+/// the route's [`crate::store::Route::hnsw_search`]).
+fn search_statement(
+    query: &SearchQuery,
+    hnsw_search: impl FnOnce(u32) -> (Op, Option<String>),
+) -> Result<(Op, Statement)> {
     if query.k == 0 || query.k > MAX_TOP_K {
         return Err(Error::Validation {
             field: "k",
@@ -661,7 +622,7 @@ fn search_statement(query: &SearchQuery, settings: &Settings) -> Result<(Op, Sta
     let filter = format!("WHERE {}", conditions.join(" AND "));
     let rankable = format!("((embedding <=> $1) NOT IN (0, 1, 2, 'NaN') OR {RANKABLE})");
     let (op, hnsw_guard) = match query.scope {
-        SearchScope::All => settings.hnsw_search(query.k),
+        SearchScope::All => hnsw_search(query.k),
         _ => (Op::Plain, None),
     };
     let sql = match query.scope {
@@ -695,7 +656,7 @@ fn search_statement(query: &SearchQuery, settings: &Settings) -> Result<(Op, Sta
         // their top k is exact (an index scan of an empty or small table),
         // merged with the index's top k. The hnsw.* settings, when the call
         // needs no others, are set by the statement itself before its scans
-        // start (one round trip; see `Settings::hnsw_search`).
+        // start (one round trip; see `Settings::search_guard`).
         SearchScope::All => format!(
             "SELECT id, text, metadata::text AS metadata, 1 - distance AS score FROM ( \
                (SELECT id, text, metadata, embedding <=> $1 AS distance FROM resume_chunks \
@@ -877,7 +838,6 @@ mod tests {
     use sea_orm::{ConnectionTrait, TransactionTrait};
 
     use super::*;
-    use crate::store::EfSearch;
 
     /// The indexer of staged chunks and the replacements must take the same
     /// advisory lock per resume: the key computed in SQL is the Rust one,
@@ -931,13 +891,24 @@ mod tests {
         let embedding =
             Embedding::new((1..=768).map(|d| (d as f32 * 0.01).sin()).collect()).unwrap();
         let query = SearchQuery::new(embedding, 10, SearchScope::All);
+        let settings = |statement: Vec<(String, String)>, ef: u32| Settings {
+            statement,
+            hnsw: vec![("hnsw.ef_search".into(), ef.to_string())],
+            ef_auto: false,
+            call_timeout: None,
+            bulk_call_timeout: None,
+        };
+        // As `Route::hnsw_search` decides.
+        let plan = |s: &Settings, k: u32| {
+            if s.has_statement_settings() {
+                (Op::HnswSearch { k }, None)
+            } else {
+                (Op::Plain, Some(s.search_guard(k)))
+            }
+        };
         for (ef, rows) in [(1, 1), (40, 10)] {
-            let settings = Settings {
-                ef_search: EfSearch::Fixed(ef),
-                iterative_scan: false,
-                ..Settings::defaults().clone()
-            };
-            let (op, statement) = search_statement(&query, &settings).unwrap();
+            let s = settings(Vec::new(), ef);
+            let (op, statement) = search_statement(&query, |k| plan(&s, k)).unwrap();
             assert_eq!(op, Op::Plain, "one statement, no transaction of its own");
             let tx = db.conn().begin().await.unwrap();
             // 200 rows: without this the planner would sort them exactly.
@@ -950,11 +921,8 @@ mod tests {
         }
         // With a setting that must precede the statement, the search runs in
         // a transaction after a settings statement instead.
-        let settings = Settings {
-            search_path: Some("public".into()),
-            ..Settings::defaults().clone()
-        };
-        let (op, statement) = search_statement(&query, &settings).unwrap();
+        let s = settings(vec![("search_path".into(), "public".into())], 40);
+        let (op, statement) = search_statement(&query, |k| plan(&s, k)).unwrap();
         assert_eq!(op, Op::HnswSearch { k: 10 });
         assert!(!statement.sql.contains("set_config"), "{}", statement.sql);
     }

@@ -1,20 +1,25 @@
-//! [`Db`]: the handle applications share (primary pool, replica pools,
-//! settings), [`Session`] for read-your-writes, [`Primary`] to force the
-//! primary for one call.
+//! The handle: [`Db`] (primary pool, replica pools, settings),
+//! [`Session`] for read-your-writes, [`Primary`] to force the primary for
+//! one call, and [`Transaction`], a transaction begun through the handle.
+//! All of them run with the handle's settings ([`crate::settings`]), both
+//! for the library's data functions and as SeaORM connections.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    ExecResult, IsolationLevel, QueryResult, Statement, TransactionError, TransactionOptions,
-    TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    IsolationLevel, QueryResult, Statement, TransactionError, TransactionOptions,
+    TransactionSession, TransactionTrait,
 };
 
 use crate::config::DbConfig;
 use crate::error::Result;
-use crate::replica::{Lsn, Replica, Replicas};
-use crate::store::{Route, Settings, Store};
+use crate::replica::{Lsn, Replica};
+use crate::settings::{HANDLE_K, Op};
+use crate::store::{Backend, Route, Store, sealed::Sealed};
 
 /// The database handle: a pool to the primary, a pool per replica, and the
 /// settings every data function applies. Cheap to clone (shared inside).
@@ -23,9 +28,13 @@ use crate::store::{Route, Settings, Store};
 /// reads (lookups, listings, searches) go to a replica that is fresh enough
 /// when replicas are configured, writes go to the primary. For anything
 /// else it is a SeaORM connection to the primary: it implements
-/// [`ConnectionTrait`] and [`TransactionTrait`] (a transaction from
-/// `db.begin()` runs on the primary, and data functions given that
-/// transaction run inside it).
+/// [`ConnectionTrait`] and [`TransactionTrait`]. Statements run that way
+/// get the same settings as the data functions (schema, statement timeout,
+/// `hnsw.*`, call timeout); a lone statement then costs a transaction of
+/// its own (`BEGIN`, the settings, the statement, `COMMIT`) unless the
+/// role holds every setting ([`crate::settings`]). `db.begin()` returns a
+/// [`Transaction`] on the primary with the settings applied; data
+/// functions given it run inside it.
 ///
 /// ```no_run
 /// # async fn f() -> mockinterview_db::Result<()> {
@@ -41,35 +50,13 @@ use crate::store::{Route, Settings, Store};
 /// ```
 #[derive(Clone)]
 pub struct Db {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    primary: DatabaseConnection,
-    primary_reads: AtomicU64,
-    replicas: Replicas,
-    settings: Settings,
-    config: DbConfig,
-    target: String,
+    inner: Arc<Backend>,
 }
 
 impl Db {
-    pub(crate) fn new(
-        primary: DatabaseConnection,
-        replicas: Replicas,
-        settings: Settings,
-        config: DbConfig,
-        target: String,
-    ) -> Self {
+    pub(crate) fn new(backend: Backend) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                primary,
-                primary_reads: AtomicU64::new(0),
-                replicas,
-                settings,
-                config,
-                target,
-            }),
+            inner: Arc::new(backend),
         }
     }
 
@@ -100,8 +87,9 @@ impl Db {
         Primary { db: self }
     }
 
-    /// The primary's pool.
-    pub fn primary_conn(&self) -> &DatabaseConnection {
+    /// The primary's pool, without the handle's settings: for
+    /// [`Db::migrate`], which sets its own per transaction.
+    pub(crate) fn pool(&self) -> &sea_orm::DatabaseConnection {
         &self.inner.primary
     }
 
@@ -124,28 +112,6 @@ impl Db {
     /// (with replicas configured: those no replica could take).
     pub fn primary_reads(&self) -> u64 {
         self.inner.primary_reads.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn count_primary_read(&self) {
-        self.inner.primary_reads.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.inner.settings
-    }
-
-    /// A replica for a read that must see `after` (a session's last write),
-    /// or `None` for the primary.
-    pub(crate) async fn pick_replica(&self, after: Option<ReadToken>) -> Option<Arc<Replica>> {
-        self.inner
-            .replicas
-            .pick(after.map(|t| t.0), &self.inner.config)
-            .await
-    }
-
-    /// The primary's current WAL insert position.
-    pub(crate) async fn primary_lsn(&self) -> Result<Lsn> {
-        crate::replica::current_lsn(&self.inner.primary).await
     }
 
     /// Closes every pool (and stops the replica monitor).
@@ -171,19 +137,10 @@ impl std::fmt::Debug for Db {
     }
 }
 
-impl std::ops::Deref for Db {
-    type Target = DatabaseConnection;
-
-    /// The primary's pool, for APIs that take `&DatabaseConnection` (e.g.
-    /// `migration::lock::up_locked(&db, None)`).
-    fn deref(&self) -> &DatabaseConnection {
-        &self.inner.primary
-    }
-}
-
+impl Sealed for Db {}
 impl Store for Db {
     fn route(&self) -> Route<'_> {
-        Route::db(self, None, false)
+        Route::db(&self.inner, None, false)
     }
 }
 
@@ -244,16 +201,6 @@ impl Session {
         &self.db
     }
 
-    /// Records the primary's WAL position after a write (only when replicas
-    /// are configured: without them every read sees every write).
-    pub(crate) async fn wrote(&self, db: &Db) -> Result<()> {
-        if db.replicas().is_empty() {
-            return Ok(());
-        }
-        let lsn = db.primary_lsn().await?;
-        self.lsn.fetch_max(lsn.0, Ordering::AcqRel);
-        Ok(())
-    }
 }
 
 impl std::fmt::Debug for Session {
@@ -265,9 +212,10 @@ impl std::fmt::Debug for Session {
     }
 }
 
+impl Sealed for Session {}
 impl Store for Session {
     fn route(&self) -> Route<'_> {
-        Route::db(&self.db, Some(self), false)
+        Route::db(&self.db.inner, Some(&self.lsn), false)
     }
 }
 
@@ -277,14 +225,112 @@ pub struct Primary<'a> {
     db: &'a Db,
 }
 
+impl Sealed for Primary<'_> {}
 impl Store for Primary<'_> {
     fn route(&self) -> Route<'_> {
-        Route::db(self.db, None, true)
+        Route::db(&self.db.inner, None, true)
     }
 }
 
-// `Db` is a SeaORM connection to the primary for the application's own
-// queries.
+// The handle as a SeaORM connection for the application's own queries: the
+// same settings and call timeout as the data functions.
+
+/// `fut`, abandoned after the handle's call timeout.
+async fn bounded<T>(
+    db: &Db,
+    fut: impl Future<Output = Result<T, DbErr>>,
+) -> Result<T, DbErr> {
+    match db.inner.settings.call_timeout {
+        Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+            Err(DbErr::Custom(format!(
+                "no answer within {limit:?} (DbConfig::call_timeout): the server may be \
+                 overloaded, frozen or unreachable; the statement was abandoned"
+            )))
+        }),
+        None => fut.await,
+    }
+}
+
+/// A library error as SeaORM's, for the [`ConnectionTrait`] methods.
+fn db_err(e: crate::Error) -> DbErr {
+    match e {
+        crate::Error::Database(e) => e,
+        other => DbErr::Custom(other.to_string()),
+    }
+}
+
+impl Db {
+    /// Whether a statement of the application's own needs a transaction to
+    /// carry the settings (none are held by the role).
+    fn statements_need_settings(&self) -> bool {
+        let (values, computed) = self.inner.settings.for_op(Op::HnswSearch { k: HANDLE_K });
+        !values.is_empty() || computed.is_some()
+    }
+
+    /// Begins a transaction on the primary and applies the settings.
+    async fn begin_applied(&self, options: TransactionOptions) -> Result<Transaction, DbErr> {
+        let txn = self.inner.primary.begin_with_options(options).await?;
+        crate::settings::apply(&txn, &self.inner.settings, Op::HnswSearch { k: HANDLE_K })
+            .await
+            .map_err(db_err)?;
+        Ok(Transaction {
+            txn,
+            db: self.clone(),
+        })
+    }
+
+    /// Runs one statement of the application's own: directly, or in a
+    /// transaction of its own that applies the settings first.
+    async fn own_statement(&self, request: Own) -> Result<Answer, DbErr> {
+        bounded(self, async {
+            if !self.statements_need_settings() {
+                return request.run(&self.inner.primary).await;
+            }
+            let txn = self.begin_applied(TransactionOptions::default()).await?;
+            match request.run(&txn.txn).await {
+                Ok(v) => {
+                    txn.commit().await?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = txn.rollback().await;
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// A statement of the application's own, for [`Db::own_statement`].
+enum Own {
+    Execute(Statement),
+    Unprepared(String),
+    One(Statement),
+    All(Statement),
+}
+
+/// What an [`Own`] statement returned.
+enum Answer {
+    Executed(ExecResult),
+    One(Option<QueryResult>),
+    All(Vec<QueryResult>),
+}
+
+impl Own {
+    async fn run<C: ConnectionTrait>(self, c: &C) -> Result<Answer, DbErr> {
+        Ok(match self {
+            Own::Execute(stmt) => Answer::Executed(c.execute_raw(stmt).await?),
+            Own::Unprepared(sql) => Answer::Executed(c.execute_unprepared(&sql).await?),
+            Own::One(stmt) => Answer::One(c.query_one_raw(stmt).await?),
+            Own::All(stmt) => Answer::All(c.query_all_raw(stmt).await?),
+        })
+    }
+}
+
+fn mismatch() -> DbErr {
+    DbErr::Custom("internal: a statement returned another kind of answer".into())
+}
 
 #[async_trait::async_trait]
 impl ConnectionTrait for Db {
@@ -293,59 +339,93 @@ impl ConnectionTrait for Db {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.inner.primary.execute_raw(stmt).await
+        match self.own_statement(Own::Execute(stmt)).await? {
+            Answer::Executed(r) => Ok(r),
+            _ => Err(mismatch()),
+        }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.inner.primary.execute_unprepared(sql).await
+        match self.own_statement(Own::Unprepared(sql.to_owned())).await? {
+            Answer::Executed(r) => Ok(r),
+            _ => Err(mismatch()),
+        }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.inner.primary.query_one_raw(stmt).await
+        match self.own_statement(Own::One(stmt)).await? {
+            Answer::One(r) => Ok(r),
+            _ => Err(mismatch()),
+        }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.inner.primary.query_all_raw(stmt).await
+        match self.own_statement(Own::All(stmt)).await? {
+            Answer::All(r) => Ok(r),
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+/// Runs `callback` in `txn`, then commits, or rolls back on error.
+async fn run_in<T, E, F>(txn: Transaction, callback: F) -> Result<T, TransactionError<E>>
+where
+    F: for<'c> FnOnce(
+            &'c Transaction,
+        ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        + Send,
+    T: Send,
+    E: std::fmt::Display + std::fmt::Debug + Send,
+{
+    let out = callback(&txn).await;
+    match out {
+        Ok(v) => {
+            txn.commit().await.map_err(TransactionError::Connection)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = txn.rollback().await;
+            Err(TransactionError::Transaction(e))
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl TransactionTrait for Db {
-    type Transaction = DatabaseTransaction;
+    type Transaction = Transaction;
 
-    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
-        self.inner.primary.begin().await
+    async fn begin(&self) -> Result<Transaction, DbErr> {
+        self.begin_with_options(TransactionOptions::default()).await
     }
 
     async fn begin_with_config(
         &self,
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
-    ) -> Result<DatabaseTransaction, DbErr> {
-        self.inner
-            .primary
-            .begin_with_config(isolation_level, access_mode)
-            .await
+    ) -> Result<Transaction, DbErr> {
+        self.begin_with_options(TransactionOptions {
+            isolation_level,
+            access_mode,
+            ..Default::default()
+        })
+        .await
     }
 
-    async fn begin_with_options(
-        &self,
-        options: TransactionOptions,
-    ) -> Result<DatabaseTransaction, DbErr> {
-        self.inner.primary.begin_with_options(options).await
+    async fn begin_with_options(&self, options: TransactionOptions) -> Result<Transaction, DbErr> {
+        bounded(self, self.begin_applied(options)).await
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
     where
         F: for<'c> FnOnce(
-                &'c DatabaseTransaction,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'c>,
-            > + Send,
+                &'c Transaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        self.inner.primary.transaction(callback).await
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        run_in(txn, callback).await
     }
 
     async fn transaction_with_config<F, T, E>(
@@ -356,24 +436,174 @@ impl TransactionTrait for Db {
     ) -> Result<T, TransactionError<E>>
     where
         F: for<'c> FnOnce(
-                &'c DatabaseTransaction,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'c>,
-            > + Send,
+                &'c Transaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        self.inner
-            .primary
-            .transaction_with_config(callback, isolation_level, access_mode)
+        let txn = self
+            .begin_with_config(isolation_level, access_mode)
             .await
+            .map_err(TransactionError::Connection)?;
+        run_in(txn, callback).await
     }
 }
 
-/// `Migrator::up(&db, None)` and other sea-orm-migration calls run on the
-/// primary.
-impl<'c> sea_orm::IntoDatabaseExecutor<'c> for &'c Db {
-    fn into_database_executor(self) -> sea_orm::DatabaseExecutor<'c> {
-        sea_orm::DatabaseExecutor::Connection(&self.inner.primary)
+/// A transaction on the primary, begun through the handle (`db.begin()`,
+/// `db.transaction(...)`): the handle's settings hold for every statement
+/// in it, and data functions given `&txn` run inside it. Nested `begin`
+/// makes a savepoint. Dropped without [`Transaction::commit`], it rolls
+/// back.
+///
+/// ```no_run
+/// # async fn f(db: &mockinterview_db::Db) -> mockinterview_db::Result<()> {
+/// use mockinterview_db::profiles::{self, FirebaseUser};
+/// use sea_orm::TransactionTrait;
+/// let txn = db.begin().await?;
+/// let user = profiles::upsert_profile(&txn, &FirebaseUser {
+///     uid: "firebase-uid".into(), ..Default::default()
+/// }).await?;
+/// txn.commit().await?;
+/// # Ok(()) }
+/// ```
+pub struct Transaction {
+    txn: DatabaseTransaction,
+    db: Db,
+}
+
+impl Transaction {
+    /// Commits.
+    ///
+    /// # Errors
+    /// When the server fails the commit (the transaction is then rolled
+    /// back).
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    /// Rolls back.
+    ///
+    /// # Errors
+    /// When the connection fails (the server then rolls back by itself).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealed for Transaction {}
+impl Store for Transaction {
+    fn route(&self) -> Route<'_> {
+        Route::transaction(&self.db.inner, &self.txn)
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Transaction {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        bounded(&self.db, self.txn.execute_raw(stmt)).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        bounded(&self.db, self.txn.execute_unprepared(sql)).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        bounded(&self.db, self.txn.query_one_raw(stmt)).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        bounded(&self.db, self.txn.query_all_raw(stmt)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionSession for Transaction {
+    async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionTrait for Transaction {
+    type Transaction = Transaction;
+
+    async fn begin(&self) -> Result<Transaction, DbErr> {
+        Ok(Transaction {
+            txn: bounded(&self.db, self.txn.begin()).await?,
+            db: self.db.clone(),
+        })
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<Transaction, DbErr> {
+        Ok(Transaction {
+            txn: bounded(
+                &self.db,
+                self.txn.begin_with_config(isolation_level, access_mode),
+            )
+            .await?,
+            db: self.db.clone(),
+        })
+    }
+
+    async fn begin_with_options(&self, options: TransactionOptions) -> Result<Transaction, DbErr> {
+        Ok(Transaction {
+            txn: bounded(&self.db, self.txn.begin_with_options(options)).await?,
+            db: self.db.clone(),
+        })
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c Transaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        run_in(txn, callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c Transaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self
+            .begin_with_config(isolation_level, access_mode)
+            .await
+            .map_err(TransactionError::Connection)?;
+        run_in(txn, callback).await
     }
 }

@@ -49,9 +49,8 @@ pub enum Error {
 
     /// The pgvector extension is not installed in the database.
     #[error(
-        "the pgvector extension is not installed in this database ({detail}); \
-         run the migrations (`cargo run -p migration -- up`), which create it, \
-         or install pgvector on the server (see the README, Troubleshooting)"
+        "the pgvector extension is not installed in this database ({detail}): apply the \
+         migrations, which create it, or install pgvector on the server"
     )]
     PgvectorMissing {
         /// What exactly is missing.
@@ -93,6 +92,15 @@ impl Error {
             if matches!(pgconn::sqlstate(e).as_deref(), Some("40001" | "57P04")))
     }
 
+    /// The server's SQLSTATE (e.g. `57014` for a cancelled statement,
+    /// `28P01` for a wrong password), when the server sent one.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            Error::Unavailable { source, .. } | Error::Database(source) => pgconn::sqlstate(source),
+            _ => None,
+        }
+    }
+
     /// True for [`Error::Unavailable`]: the call may succeed later or
     /// elsewhere (another replica, after the server is back).
     pub fn is_unavailable(&self) -> bool {
@@ -116,12 +124,14 @@ impl From<DbErr> for Error {
     }
 }
 
+/// What to check after a connection-level failure.
+const CHECK: &str = "Check that the server is running and reachable and that DATABASE_URL is \
+    right (the migration tool's `doctor` command tells why a connection fails)";
+
 /// Why `err` is a connection-level failure (the server is down, unreachable,
 /// restarting, refusing connections, or a read-only standby), or `None` for
 /// an error of the statement itself.
 fn connection_failure(err: &DbErr) -> Option<String> {
-    const CHECK: &str = "Check that the server is running and reachable and that DATABASE_URL \
-        is right; for the local database run `scripts/db-up`";
     let sqlx = match err {
         DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => {
             return Some(format!(
@@ -149,7 +159,7 @@ fn connection_failure(err: &DbErr) -> Option<String> {
                                 not log in)"
                         .to_owned(),
                     "3D000" => "the database does not exist on this server: check the name \
-                                in DATABASE_URL (locally `scripts/db-up` creates it)"
+                                in DATABASE_URL"
                         .to_owned(),
                     code => format!("the server refused the connection (SQLSTATE {code})"),
                 }
@@ -166,8 +176,6 @@ fn connection_failure(err: &DbErr) -> Option<String> {
 
 /// The connection-level reading of a sqlx error, if it is one.
 fn sqlx_failure(sqlx: &sea_orm::sqlx::Error) -> Option<String> {
-    const CHECK: &str = "Check that the server is running and reachable and that DATABASE_URL \
-        is right; for the local database run `scripts/db-up`";
     use sea_orm::sqlx::Error as Sqlx;
     match sqlx {
         Sqlx::Io(e) => Some(format!(
@@ -191,9 +199,10 @@ fn sqlx_failure(sqlx: &sea_orm::sqlx::Error) -> Option<String> {
         )),
         Sqlx::Database(db) => {
             let code = db.code().unwrap_or_default();
-            if pgconn::diagnose::kind_of_server_error(Some(&code), db.message())
-                == pgconn::diagnose::FailureKind::PoolerWithoutPreparedStatements
-            {
+            // A named prepared statement missing, or there twice, on the
+            // server session: a transaction-mode pooler that does not track
+            // them handed this connection another client's session.
+            if matches!(code.as_ref(), "26000" | "42P05") {
                 return Some(
                     "a connection pooler in transaction mode lost this connection's prepared \
                      statements (PgBouncer before 1.21, or max_prepared_statements = 0): \

@@ -21,7 +21,8 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::profiles::Profile;
 use crate::resumes::{self, ResumeDetail};
-use crate::store::{Op, Store};
+use crate::settings::Op;
+use crate::store::Store;
 
 /// A table of the TypeScript app whose integer ids are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

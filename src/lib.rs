@@ -4,30 +4,29 @@
 //! to connect, read and write profiles, preferences, resumes and resume
 //! chunks. The schema is created by the `migration` crate ([`Migrator`]).
 //!
+//! Modules, in dependency order (each uses only those above it):
+//!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | [`DbConfig`] (from `DATABASE_URL` or explicit), [`DbConfig::connect`], readiness check |
-//! | [`Db`], [`Session`], [`Primary`] | the handle: primary and replica pools, read-your-writes sessions, forcing the primary |
-//! | [`Store`] | what data functions run on: `Db`, `Session`, `Primary`, a `DatabaseConnection` or a caller's `DatabaseTransaction` |
-//! | [`profiles`] | upsert profiles from Firebase auth data, lookup, delete with everything the user owns |
-//! | [`preferences`] | interview preferences with defaults and validated partial updates |
-//! | [`resumes`] | resumes with the PDF in the database or as a path, listing without PDF bytes |
-//! | [`chunks`] | atomic bulk replacement of a resume's chunks, semantic search |
-//! | [`staged`] | staged uploads: chunks searchable at once, HNSW insertion later by a background [`staged::StagedIndexer`] |
-//! | [`embedding`] | validated 768-dimension embeddings |
-//! | [`legacy`] | data imported from the TypeScript app: lookups by its integer ids, primary resume |
-//! | [`tuning`] | search tuning policies (`ef_search` by table size) |
-//! | [`error`] | the [`Error`] type |
-//! | [`net`] | `TCP_NODELAY` on the pool's sockets at run time (sqlx 0.9.0 stopped setting it) |
+//! | [`error`] | the [`Error`] type, with the server's SQLSTATE |
+//! | [`config`] | [`DbConfig`]: configuration as data, from `DATABASE_URL` or in code |
+//! | [`settings`] | the server settings every call runs with, and how they reach the server |
+//! | `replica` | replica pools, lag monitor, replica choice |
+//! | `store` | the [`Store`] trait: routing, settings, deadline of every call |
+//! | [`Db`], [`Session`], [`Primary`], [`Transaction`] | the handle: primary and replica pools, read-your-writes, forcing the primary, transactions |
+//! | `connect` | [`DbConfig::connect`]: start-up |
+//! | [`health`] | readiness, pgvector check, effective settings |
+//! | [`profiles`], [`preferences`], [`resumes`], [`chunks`], [`staged`], [`legacy`] | the data: profiles, preferences, resumes, chunks and search, the background indexer, the TypeScript app's ids |
+//! | [`embedding`], [`tuning`] | validated embeddings, search tuning (`ef_search` by table size) |
 //! | `testing` | (feature `testing`) an isolated migrated database per test |
 //!
-//! Data functions take any [`Store`]: the [`Db`] handle (reads may go to a
-//! replica, writes go to the primary, the configured schema and search
-//! settings apply inside each call's transaction, so they hold behind a
-//! transaction-mode pooler), a [`Session`] (read-your-writes), a plain
-//! SeaORM connection, or a caller's transaction (everything then runs
-//! inside it; the chunk-replacing functions need a pool for `COPY`). Every
-//! call is bounded by [`DbConfig::call_timeout`].
+//! Data functions take any form of the handle ([`Store`]): the [`Db`]
+//! (reads may go to a replica, writes go to the primary), a [`Session`]
+//! (read-your-writes), [`Db::primary`], or a [`Transaction`] from
+//! `db.begin()` (everything then runs inside it; chunk writes need the
+//! pool for `COPY`). All of them, and the handle used as a SeaORM
+//! connection, run with the same settings ([`settings`]) and are bounded
+//! by [`DbConfig::call_timeout`].
 //!
 //! ```no_run
 //! use mockinterview_db::{profiles, resumes, DbConfig};
@@ -45,15 +44,17 @@
 
 pub mod chunks;
 pub mod config;
+mod connect;
 mod db;
 pub mod embedding;
 pub mod error;
+pub mod health;
 pub mod legacy;
-pub mod net;
 pub mod preferences;
 pub mod profiles;
 mod replica;
 pub mod resumes;
+pub mod settings;
 pub mod staged;
 mod store;
 pub mod tuning;
@@ -64,8 +65,8 @@ mod validate;
 pub use test_db as testing;
 
 pub use chunks::{ChunkMatch, NewChunk, SearchQuery, SearchScope};
-pub use config::{DbConfig, Readiness, connect_from_env, readiness, require_pgvector};
-pub use db::{Db, Primary, ReadToken, Session};
+pub use config::DbConfig;
+pub use db::{Db, Primary, ReadToken, Session, Transaction};
 pub use embedding::Embedding;
 pub use entity;
 pub use error::{Error, Result};

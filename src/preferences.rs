@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, is_foreign_key_violation};
-use crate::store::{Op, Store};
+use crate::settings::Op;
+use crate::store::Store;
 
 /// Shortest allowed interview, in minutes.
 pub const MIN_DURATION_MINUTES: u16 = 1;

@@ -6,7 +6,8 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::store::{Op, Store};
+use crate::settings::Op;
+use crate::store::Store;
 use crate::validate::{Chars, TextRule, invalid, nfc};
 
 /// Longest Firebase uid, in characters (Firebase's own limit).

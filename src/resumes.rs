@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, is_foreign_key_violation};
-use crate::store::{Op, Store};
+use crate::settings::Op;
+use crate::store::Store;
 use crate::validate::{Chars, TextRule, invalid};
 
 /// Default limit for PDFs stored in the database: 1 MiB. Larger files belong

@@ -2,13 +2,13 @@
 //! and their insertion into the HNSW graph happens later, off the request
 //! path.
 //!
-//! Why: at a million chunks, inserting one chunk into the HNSW graph costs
-//! 3-5.5 ms of server CPU on the 2-core benchmark machine (`ef_construction`
-//! 200), so [`replace_resume_chunks`](crate::chunks::replace_resume_chunks)
-//! of a 51-chunk resume takes 150-300 ms, 96-98% of it graph insertion
-//! (BENCHMARKS.md, "A million chunks"). [`stage_resume_chunks`] does the same replacement
-//! but copies the new chunks into `resume_chunks_staged` (migration 009),
-//! which has no vector index, so the upload costs what the `COPY` costs.
+//! Why: at a million chunks, inserting chunks into the HNSW graph is
+//! nearly all the cost of an upload (figures in BENCHMARKS.md, "A million
+//! chunks"). [`replace_chunks`](crate::chunks::replace_chunks) with
+//! [`Indexing::Deferred`](crate::chunks::Indexing::Deferred) does the same
+//! replacement but copies the new chunks into `resume_chunks_staged`
+//! (migration 009), which has no vector index, so the upload costs what the
+//! `COPY` costs.
 //! [`index_staged_chunks`], usually run by a [`StagedIndexer`] in the
 //! background, then moves each staged resume into `resume_chunks`.
 //!
@@ -36,66 +36,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use uuid::Uuid;
 
-use crate::chunks::{
-    ChunkTable, NewChunk, RESUME_LOCK_KEY_SQL, ResumeChunks, write_one, write_sets,
-};
+use crate::chunks::RESUME_LOCK_KEY_SQL;
 use crate::db::Db;
 use crate::error::Result;
-use crate::store::{Op, Store};
-
-/// Replaces all chunks of a resume with `chunks`, like
-/// [`replace_resume_chunks`](crate::chunks::replace_resume_chunks), but
-/// stages the new chunks instead of inserting them into the HNSW index: in
-/// one transaction the resume's old chunks (indexed and staged) are deleted
-/// and the new ones are copied into `resume_chunks_staged`. The library's
-/// searches find them as soon as this returns; [`index_staged_chunks`]
-/// moves them into `resume_chunks` later (see the [module](self) docs).
-///
-/// Returns the new chunk ids, in input order (they keep their ids when
-/// moved).
-///
-/// # Errors
-/// As [`replace_resume_chunks`](crate::chunks::replace_resume_chunks):
-/// [`Error::Validation`](crate::Error::Validation) before anything is sent
-/// (nothing is written), [`Error::NotFound`](crate::Error::NotFound) when
-/// the user has no such resume, [`Error::Unavailable`](crate::Error::Unavailable)
-/// when the connection fails.
-///
-/// ```no_run
-/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid,
-/// #            new: Vec<mockinterview_db::NewChunk>) -> mockinterview_db::Result<()> {
-/// use mockinterview_db::staged::stage_resume_chunks;
-/// let ids = stage_resume_chunks(db, user_id, resume_id, &new).await?;
-/// # Ok(()) }
-/// ```
-#[tracing::instrument(skip(db, chunks), fields(chunks = chunks.len()))]
-pub async fn stage_resume_chunks<S: Store + ?Sized>(
-    db: &S,
-    user_id: Uuid,
-    resume_id: Uuid,
-    chunks: &[NewChunk],
-) -> Result<Vec<Uuid>> {
-    write_one(db, user_id, resume_id, chunks, ChunkTable::Staged).await
-}
-
-/// [`stage_resume_chunks`] for many resumes in one transaction, like
-/// [`replace_chunks_bulk`](crate::chunks::replace_chunks_bulk). For first
-/// loads prefer `replace_chunks_bulk` (or load, then build the index):
-/// staging only defers the graph insertion, it does not make it cheaper.
-///
-/// Returns the new chunk ids per resume, in input order.
-///
-/// # Errors
-/// As [`replace_chunks_bulk`](crate::chunks::replace_chunks_bulk).
-#[tracing::instrument(skip(db, sets), fields(resumes = sets.len()))]
-pub async fn stage_chunks_bulk<S: Store + ?Sized>(
-    db: &S,
-    sets: &[ResumeChunks<'_>],
-) -> Result<Vec<Vec<Uuid>>> {
-    write_sets(db, sets, ChunkTable::Staged).await
-}
+use crate::settings::Op;
+use crate::store::Store;
 
 /// What one [`index_staged_chunks`] call moved into the HNSW index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,46 +1,43 @@
-//! Where a library call runs: the [`Store`] trait and the routing,
+//! Where a library call runs: the [`Store`] trait, and the routing,
 //! settings, deadline and error mapping every data function goes through.
 //!
-//! Every data function takes `&impl Store`:
-//! - a [`Db`] (from [`crate::DbConfig::connect`]): reads may go to a replica,
-//!   writes go to the primary, the configured settings apply;
-//! - a [`Session`] (from [`Db::session`]): like `Db`, and reads see the
-//!   session's own earlier writes;
-//! - a [`Primary`](crate::Primary) (from [`Db::primary`]): everything on the primary, for
-//!   one call;
-//! - a plain [`DatabaseConnection`] or a caller's [`DatabaseTransaction`]:
-//!   everything runs there, with the default settings.
+//! Every data function takes `&impl Store`, one of the handle's forms:
+//! - a [`Db`](crate::Db) (from [`crate::DbConfig::connect`]): reads may go
+//!   to a replica, writes go to the primary;
+//! - a [`Session`](crate::Session) (from `Db::session`): like `Db`, and
+//!   reads see the session's own earlier writes;
+//! - a [`Primary`](crate::Primary) (from `Db::primary`): everything on the
+//!   primary, for one call;
+//! - a [`Transaction`](crate::Transaction) (from `db.begin()`): everything
+//!   runs inside it.
 //!
-//! Settings that would otherwise be session state (`search_path` for a
-//! configured schema, `statement_timeout`, `hnsw.ef_search`,
-//! `hnsw.iterative_scan`) are applied with `set_config(..., true)` inside the
-//! call's own transaction, never as startup parameters or session `SET`s, so
-//! they hold through a transaction-mode pooler such as PgBouncer.
+//! All of them run with the same settings ([`crate::settings`]): the ones
+//! the handle was configured with.
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
-    QueryResult, Statement, TransactionTrait, Value,
+    QueryResult, Statement, TransactionTrait,
 };
 
-use crate::db::{Db, Session};
+use crate::config::DbConfig;
 use crate::error::{Error, Result};
+use crate::replica::{Lsn, Replicas};
+use crate::settings::{Op, Settings};
 
-mod sealed {
+pub(crate) mod sealed {
+    /// Implemented by the handle's forms only.
     pub trait Sealed {}
-    impl Sealed for sea_orm::DatabaseConnection {}
-    impl Sealed for sea_orm::DatabaseTransaction {}
-    impl Sealed for crate::db::Db {}
-    impl Sealed for crate::db::Session {}
-    impl Sealed for crate::db::Primary<'_> {}
     impl<T: Sealed + ?Sized> Sealed for &T {}
 }
 
-/// Something the library's data functions can run on: [`Db`], [`Session`],
-/// [`Primary`](crate::Primary), a [`DatabaseConnection`] or a [`DatabaseTransaction`].
+/// Something the library's data functions can run on: [`Db`](crate::Db),
+/// [`Session`](crate::Session), [`Primary`](crate::Primary) or
+/// [`Transaction`](crate::Transaction), all with the handle's settings.
 ///
 /// Sealed: the routing lives in this crate.
 pub trait Store: sealed::Sealed + Sync {
@@ -50,155 +47,28 @@ pub trait Store: sealed::Sealed + Sync {
     fn route(&self) -> Route<'_>;
 }
 
-impl Store for DatabaseConnection {
-    fn route(&self) -> Route<'_> {
-        Route {
-            kind: RouteKind::Pool(self),
-        }
-    }
-}
-
-impl Store for DatabaseTransaction {
-    fn route(&self) -> Route<'_> {
-        Route {
-            kind: RouteKind::Transaction(self),
-        }
-    }
-}
-
 impl<T: Store + ?Sized> Store for &T {
     fn route(&self) -> Route<'_> {
         (**self).route()
     }
 }
 
-/// The settings a data function runs with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Settings {
-    /// `search_path` to set, when a schema is configured.
-    pub search_path: Option<String>,
-    /// `statement_timeout` in milliseconds, when configured.
-    pub statement_timeout_ms: Option<u128>,
-    /// `hnsw.ef_search` of whole-table searches.
-    pub ef_search: EfSearch,
-    /// Whether to set `hnsw.iterative_scan = strict_order` (pgvector 0.8+).
-    pub iterative_scan: bool,
-    /// Client-side bound of every call.
-    pub call_timeout: Option<std::time::Duration>,
-    /// Client-side bound of the chunk-replacing calls.
-    pub bulk_call_timeout: Option<std::time::Duration>,
-    /// Other settings, from the URL's `options` (`-c name=value`).
-    pub extra: Vec<(String, String)>,
+/// What a handle and all its forms share: the pools, the settings, the
+/// configuration.
+pub(crate) struct Backend {
+    pub primary: DatabaseConnection,
+    pub replicas: Replicas,
+    pub settings: Settings,
+    pub config: DbConfig,
+    pub target: String,
+    pub primary_reads: AtomicU64,
 }
 
-/// How whole-table searches get `hnsw.ef_search`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum EfSearch {
-    /// From the table's size ([`crate::tuning::ef_search_for`]), computed
-    /// by the server in the call's `set_config` statement
-    /// ([`crate::tuning::ef_search_sql`]): no extra round trip.
-    Auto,
-    /// This value, set with the other settings.
-    Fixed(u32),
-}
-
-impl Settings {
-    /// The SQL expression that sets `hnsw.ef_search` from the table's size,
-    /// for a whole-table search with the `Auto` policy.
-    pub(crate) fn auto_ef_search_sql(&self, op: Op) -> Option<String> {
-        match (op, self.ef_search) {
-            (Op::HnswSearch { k }, EfSearch::Auto) => Some(format!(
-                "set_config('hnsw.ef_search', {}, true)",
-                crate::tuning::ef_search_sql(k)
-            )),
-            _ => None,
-        }
+impl Backend {
+    /// The primary's current WAL insert position.
+    async fn primary_lsn(&self) -> Result<Lsn> {
+        crate::replica::current_lsn(&self.primary).await
     }
-
-    /// How a whole-table search of the top `k` applies its `hnsw.*`
-    /// settings: the [`Op`] to run it with, and the condition to add to its
-    /// statement.
-    ///
-    /// When the call needs no other setting, the statement sets them itself:
-    /// `(SELECT set_config(..., true) || ...) IS NOT NULL` in its `WHERE`
-    /// has no column, so PostgreSQL evaluates it once (a one-time filter)
-    /// before it starts the index scan, whose `hnsw.*` settings pgvector
-    /// reads when the scan begins; `true` makes them local to the
-    /// statement's own implicit transaction. One round trip instead of four
-    /// (`BEGIN`, the settings, the search, `COMMIT`), also through a
-    /// transaction-mode pooler. `search_path`, `statement_timeout` and URL
-    /// options act before the statement runs (parsing, the timer), so with
-    /// any of them the search runs as [`Op::HnswSearch`], in a transaction
-    /// after a settings statement, and the condition is `None`.
-    pub(crate) fn hnsw_search(&self, k: u32) -> (Op, Option<String>) {
-        let op = Op::HnswSearch { k };
-        if !self.for_op(Op::Plain).is_empty() {
-            return (op, None);
-        }
-        // Names and values are the library's own (digits, `strict_order`);
-        // `ef_search` is always there, fixed or computed.
-        let items: Vec<String> = self
-            .for_op(op)
-            .iter()
-            .map(|(name, value)| format!("set_config('{name}', '{value}', true)"))
-            .chain(self.auto_ef_search_sql(op))
-            .collect();
-        (
-            Op::Plain,
-            Some(format!("(SELECT {}) IS NOT NULL", items.join(" || "))),
-        )
-    }
-
-    /// What a plain connection or transaction gets: the library's defaults.
-    pub(crate) fn defaults() -> &'static Settings {
-        static DEFAULTS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
-        DEFAULTS.get_or_init(|| Settings {
-            search_path: None,
-            statement_timeout_ms: None,
-            ef_search: EfSearch::Auto,
-            iterative_scan: true,
-            call_timeout: Some(crate::config::DEFAULT_CALL_TIMEOUT),
-            bulk_call_timeout: Some(crate::config::DEFAULT_BULK_CALL_TIMEOUT),
-            extra: Vec::new(),
-        })
-    }
-
-    /// `(name, value)` of every setting `op` needs, in order.
-    pub(crate) fn for_op(&self, op: Op) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self.extra.clone();
-        if let Some(path) = &self.search_path {
-            out.push(("search_path".into(), path.clone()));
-        }
-        if let Some(ms) = self.statement_timeout_ms {
-            out.push(("statement_timeout".into(), ms.to_string()));
-        }
-        if let Op::HnswSearch { .. } = op {
-            // `Auto` is computed by the server: `auto_ef_search_sql`.
-            if let EfSearch::Fixed(ef) = self.ef_search {
-                out.push(("hnsw.ef_search".into(), ef.to_string()));
-            }
-            if self.iterative_scan {
-                out.push(("hnsw.iterative_scan".into(), "strict_order".to_owned()));
-            }
-        }
-        out
-    }
-}
-
-/// What kind of call runs, which decides the settings and whether it needs a
-/// transaction of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    /// One or more statements; a transaction only if settings need one.
-    Plain,
-    /// Statements that must commit together: always a transaction.
-    Transaction,
-    /// A search of the top `k` through the HNSW index: `hnsw.*` settings,
-    /// so always a transaction.
-    HnswSearch {
-        /// Results asked for.
-        k: u32,
-    },
 }
 
 /// Where a store sends a call; see [`Store`].
@@ -209,49 +79,79 @@ pub struct Route<'a> {
 
 #[derive(Clone, Copy)]
 enum RouteKind<'a> {
-    Pool(&'a DatabaseConnection),
-    Transaction(&'a DatabaseTransaction),
     Db {
-        db: &'a Db,
-        session: Option<&'a Session>,
+        backend: &'a Backend,
+        /// A read-your-writes session's last write.
+        session: Option<&'a AtomicU64>,
         primary_only: bool,
+    },
+    /// A transaction begun through the handle: its settings are in effect.
+    Transaction {
+        backend: &'a Backend,
+        txn: &'a DatabaseTransaction,
     },
 }
 
 impl<'a> Route<'a> {
-    pub(crate) fn db(db: &'a Db, session: Option<&'a Session>, primary_only: bool) -> Self {
+    /// Calls through the handle: on replicas for reads (unless
+    /// `primary_only`), waiting for `session`'s last write if given.
+    pub(crate) fn db(
+        backend: &'a Backend,
+        session: Option<&'a AtomicU64>,
+        primary_only: bool,
+    ) -> Self {
         Self {
             kind: RouteKind::Db {
-                db,
+                backend,
                 session,
                 primary_only,
             },
         }
     }
 
-    /// The settings of this store.
-    pub(crate) fn settings(&self) -> &'a Settings {
-        match self.kind {
-            RouteKind::Db { db, .. } => db.settings(),
-            _ => Settings::defaults(),
+    /// Calls inside `txn`, a transaction begun through the handle.
+    pub(crate) fn transaction(backend: &'a Backend, txn: &'a DatabaseTransaction) -> Self {
+        Self {
+            kind: RouteKind::Transaction { backend, txn },
         }
     }
 
-    /// `host:port/database` for messages, when known.
-    pub(crate) fn target(&self) -> String {
+    fn backend(&self) -> &'a Backend {
         match self.kind {
-            RouteKind::Db { db, .. } => db.target().to_owned(),
-            _ => "the database".to_owned(),
+            RouteKind::Db { backend, .. } | RouteKind::Transaction { backend, .. } => backend,
+        }
+    }
+
+    /// The settings of this store.
+    pub(crate) fn settings(&self) -> &'a Settings {
+        &self.backend().settings
+    }
+
+    /// `host:port/database` for messages.
+    pub(crate) fn target(&self) -> String {
+        self.backend().target.clone()
+    }
+
+    /// How a whole-table search of the top `k` runs: the [`Op`], and the
+    /// condition that sets its `hnsw.*` settings inside the statement when
+    /// the statement settings are already in effect
+    /// ([`Settings::search_guard`]).
+    pub(crate) fn hnsw_search(&self, k: u32) -> (Op, Option<String>) {
+        let settings = self.settings();
+        match self.kind {
+            RouteKind::Db { .. } if settings.has_statement_settings() => {
+                (Op::HnswSearch { k }, None)
+            }
+            _ => (Op::Plain, Some(settings.search_guard(k))),
         }
     }
 
     /// The connection writes go to: the primary, or the caller's
-    /// connection or transaction.
+    /// transaction.
     fn primary(&self) -> Base<'a> {
         match self.kind {
-            RouteKind::Pool(c) => Base::Pool(Cow::Borrowed(c)),
-            RouteKind::Transaction(t) => Base::Transaction(t),
-            RouteKind::Db { db, .. } => Base::Pool(Cow::Borrowed(db.primary_conn())),
+            RouteKind::Db { backend, .. } => Base::Pool(Cow::Borrowed(&backend.primary)),
+            RouteKind::Transaction { txn, .. } => Base::Transaction(txn),
         }
     }
 
@@ -265,11 +165,14 @@ impl<'a> Route<'a> {
     {
         self.bounded(async {
             if let RouteKind::Db {
-                db,
+                backend,
                 session,
                 primary_only: false,
             } = self.kind
-                && let Some(replica) = db.pick_replica(session.and_then(Session::token)).await
+                && let Some(replica) = backend
+                    .replicas
+                    .pick(session.map(|l| Lsn(l.load(Ordering::Acquire))).filter(|l| l.0 != 0), &backend.config)
+                    .await
             {
                 let base = Base::Pool(Cow::Owned(replica.conn().clone()));
                 match run(base, self.settings(), op, &mut f).await {
@@ -293,8 +196,8 @@ impl<'a> Route<'a> {
                     }
                 }
             }
-            if let RouteKind::Db { db, .. } = self.kind {
-                db.count_primary_read();
+            if let RouteKind::Db { backend, .. } = self.kind {
+                backend.primary_reads.fetch_add(1, Ordering::Relaxed);
             }
             run(self.primary(), self.settings(), op, &mut f).await
         })
@@ -343,9 +246,8 @@ impl<'a> Route<'a> {
     /// the primary's. `None` inside a caller's transaction.
     pub(crate) fn primary_pool(&self) -> Option<&'a DatabaseConnection> {
         match self.kind {
-            RouteKind::Pool(c) => Some(c),
-            RouteKind::Transaction(_) => None,
-            RouteKind::Db { db, .. } => Some(db.primary_conn()),
+            RouteKind::Db { backend, .. } => Some(&backend.primary),
+            RouteKind::Transaction { .. } => None,
         }
     }
 
@@ -390,12 +292,15 @@ impl<'a> Route<'a> {
     /// Records the primary's WAL position after a write through a session.
     pub(crate) async fn after_write(&self) -> Result<()> {
         if let RouteKind::Db {
-            db,
+            backend,
             session: Some(session),
             ..
         } = self.kind
+            && !backend.replicas.all().is_empty()
         {
-            session.wrote(db).await?;
+            // Without replicas every read sees every write.
+            let lsn = backend.primary_lsn().await?;
+            session.fetch_max(lsn.0, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -407,28 +312,29 @@ enum Base<'a> {
     Transaction(&'a DatabaseTransaction),
 }
 
-/// Runs `f` on `base` with the settings `op` needs: directly when there are
-/// none and `op` needs no transaction, else in a transaction (a savepoint
-/// inside a caller's transaction) that starts with one `set_config` call.
+/// Runs `f` on `base` with the settings `op` needs. On a pool: directly
+/// when there are none and `op` needs no transaction of its own, else in a
+/// transaction that starts by applying them. In a caller's transaction
+/// (begun through the handle, so its settings are in effect): directly, or
+/// in a savepoint when `op` must commit as a unit.
 async fn run<'a, T, F, Fut>(base: Base<'a>, settings: &Settings, op: Op, f: &mut F) -> Result<T>
 where
     F: FnMut(Conn<'a>) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let values = settings.for_op(op);
-    let computed = settings.auto_ef_search_sql(op);
-    if values.is_empty() && computed.is_none() && op == Op::Plain {
-        return f(match base {
-            Base::Pool(c) => Conn::Pool(c),
-            Base::Transaction(t) => Conn::Transaction(t),
-        })
-        .await;
-    }
     let txn = match base {
-        Base::Pool(c) => c.begin().await?,
+        Base::Pool(c) => {
+            let (values, computed) = settings.for_op(op);
+            if values.is_empty() && computed.is_none() && op == Op::Plain {
+                return f(Conn::Pool(c)).await;
+            }
+            let txn = c.begin().await?;
+            crate::settings::apply(&txn, settings, op).await?;
+            txn
+        }
+        Base::Transaction(t) if op != Op::Transaction => return f(Conn::Transaction(t)).await,
         Base::Transaction(t) => t.begin().await?,
     };
-    apply_settings(&txn, &values, computed.as_deref()).await?;
     let txn = Arc::new(txn);
     let out = f(Conn::Owned(txn.clone())).await;
     let txn = Arc::into_inner(txn).expect("the call's connection handle is dropped when it ends");
@@ -444,41 +350,6 @@ where
             Err(e)
         }
     }
-}
-
-/// `SELECT set_config(name, value, true), ..., computed` in one round trip:
-/// each setting holds until the end of the transaction. `computed` is a
-/// further `set_config(...)` expression the server evaluates
-/// ([`Settings::auto_ef_search_sql`]); it comes last, so that it sees the
-/// `search_path` set before it (PostgreSQL evaluates a select list in
-/// order).
-pub(crate) async fn apply_settings<C: ConnectionTrait>(
-    db: &C,
-    values: &[(String, String)],
-    computed: Option<&str>,
-) -> Result<()> {
-    if values.is_empty() && computed.is_none() {
-        return Ok(());
-    }
-    let mut items: Vec<String> = Vec::with_capacity(values.len() + 1);
-    let mut params: Vec<Value> = Vec::with_capacity(values.len() * 2);
-    for (name, value) in values {
-        params.push(name.clone().into());
-        params.push(value.clone().into());
-        items.push(format!(
-            "set_config(${}, ${}, true)",
-            params.len() - 1,
-            params.len()
-        ));
-    }
-    items.extend(computed.map(str::to_owned));
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        format!("SELECT {}", items.join(", ")),
-        params,
-    ))
-    .await?;
-    Ok(())
 }
 
 /// The connection a data function's closure gets: the pool, the caller's

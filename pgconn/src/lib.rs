@@ -14,7 +14,6 @@
 //!   expose.
 
 pub mod diagnose;
-pub mod socket;
 mod sqlstate;
 mod url;
 

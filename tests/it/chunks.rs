@@ -6,16 +6,17 @@ use std::collections::HashSet;
 use mockinterview_db::chunks::{self, search_chunks};
 use mockinterview_db::{Embedding, Error, NewChunk, SearchQuery, SearchScope};
 use serde_json::json;
-use test_db::TestDatabase;
+use crate::support::TestDb;
+
 use uuid::Uuid;
 
 use crate::support::*;
 
 #[tokio::test]
 async fn replace_swaps_the_whole_set_and_writes_langchain_metadata() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 3).await;
-    let ids = chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(2, 2))
+    let ids = crate::support::replace(db.conn(), u.id, r.id, &chunks(2, 2))
         .await
         .unwrap();
 
@@ -43,13 +44,13 @@ async fn replace_swaps_the_whole_set_and_writes_langchain_metadata() {
 
 #[tokio::test]
 async fn invalid_chunks_are_rejected_and_the_old_set_stays() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 3).await;
 
     let reserved = vec![NewChunk::new("x", embedding(1)).with_metadata("user_id", "someone-else")];
     let empty_text = vec![NewChunk::new("  ", embedding(1))];
     for (bad, field) in [(reserved, "metadata"), (empty_text, "text")] {
-        match chunks::replace_resume_chunks(db.conn(), u.id, r.id, &bad).await {
+        match crate::support::replace(db.conn(), u.id, r.id, &bad).await {
             Err(Error::Validation { field: f, .. }) => assert_eq!(f, field),
             other => panic!("expected validation error on {field}, got {other:?}"),
         }
@@ -67,9 +68,9 @@ async fn invalid_chunks_are_rejected_and_the_old_set_stays() {
 
 #[tokio::test]
 async fn bulk_replace_of_thousands_of_chunks() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 0).await;
-    let ids = chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(3, 3000))
+    let ids = crate::support::replace(db.conn(), u.id, r.id, &chunks(3, 3000))
         .await
         .unwrap();
     assert_eq!(ids.len(), 3000);
@@ -84,7 +85,7 @@ async fn bulk_replace_of_thousands_of_chunks() {
 
 #[tokio::test]
 async fn concurrent_readers_see_the_old_or_the_new_set_never_a_mix() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 40).await;
 
     let reader_conn = db.conn().clone();
@@ -104,7 +105,7 @@ async fn concurrent_readers_see_the_old_or_the_new_set_never_a_mix() {
     });
     for round in 0..20 {
         let n = if round % 2 == 0 { 25 } else { 40 };
-        chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(round, n))
+        crate::support::replace(db.conn(), u.id, r.id, &chunks(round, n))
             .await
             .unwrap();
     }
@@ -120,14 +121,14 @@ async fn concurrent_readers_see_the_old_or_the_new_set_never_a_mix() {
 /// any of the target user's chunks, so an index scan that filters after
 /// fetching would miss the target's chunks.
 async fn adversarial_corpus(
-    db: &TestDatabase,
+    db: &TestDb,
     query: &Embedding,
     others: usize,
 ) -> (Uuid, Uuid, Vec<NewChunk>) {
     let target = user(db.conn(), "target").await;
     let target_resume = resume(db.conn(), target.id, "target-cv").await;
     let mine = chunks(42, 60);
-    chunks::replace_resume_chunks(db.conn(), target.id, target_resume.id, &mine)
+    crate::support::replace(db.conn(), target.id, target_resume.id, &mine)
         .await
         .unwrap();
     for batch in 0..(others / 500).max(1) {
@@ -145,7 +146,7 @@ async fn adversarial_corpus(
                 NewChunk::new(format!("near {i}"), Embedding::new(v).unwrap())
             })
             .collect();
-        chunks::replace_resume_chunks(db.conn(), other.id, other_resume.id, &near)
+        crate::support::replace(db.conn(), other.id, other_resume.id, &near)
             .await
             .unwrap();
     }
@@ -166,7 +167,7 @@ fn exact_top(query: &Embedding, candidates: &[NewChunk], k: usize) -> Vec<String
 
 #[tokio::test]
 async fn user_scoped_search_is_exact_and_never_returns_other_users() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let query = embedding(777);
     let (user_id, resume_id, mine) = adversarial_corpus(&db, &query, 2000).await;
 
@@ -236,7 +237,7 @@ async fn user_scoped_search_is_exact_and_never_returns_other_users() {
 
 #[tokio::test]
 async fn whole_table_search_uses_all_users_and_honours_filters() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let query = embedding(777);
     let (user_id, _, _) = adversarial_corpus(&db, &query, 500).await;
 
@@ -268,7 +269,7 @@ async fn whole_table_search_uses_all_users_and_honours_filters() {
 
 #[tokio::test]
 async fn metadata_filters_are_bound_not_spliced() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 5).await;
     for (key, value) in [
         ("section' OR '1'='1", json!("x")),
@@ -289,7 +290,7 @@ async fn metadata_filters_are_bound_not_spliced() {
 
 #[tokio::test]
 async fn k_out_of_range_is_a_validation_error() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     for k in [0, 1001] {
         let q = SearchQuery::new(embedding(1), k, SearchScope::All);
         assert!(matches!(
@@ -301,8 +302,8 @@ async fn k_out_of_range_is_a_validation_error() {
 
 #[tokio::test]
 async fn bulk_replace_covers_many_resumes_in_one_transaction() {
-    use mockinterview_db::chunks::{ResumeChunks, replace_chunks_bulk};
-    let db = TestDatabase::new().await;
+    use mockinterview_db::chunks::{ResumeChunks};
+    let db = TestDb::new().await;
     let (ada, ada_cv) = ada_with_chunks(db.conn(), 4).await;
     let ada_other = resume(db.conn(), ada.id, "other").await;
     let bob = user(db.conn(), "bob").await;
@@ -314,14 +315,13 @@ async fn bulk_replace_covers_many_resumes_in_one_transaction() {
         chunks,
     };
 
-    let ids = replace_chunks_bulk(
+    let ids = mockinterview_db::chunks::replace_chunks(
         db.conn(),
         &[
             set(ada.id, ada_cv.id, &a),
             set(ada.id, ada_other.id, &b),
             set(bob.id, bob_cv.id, &c),
-        ],
-    )
+        ], mockinterview_db::chunks::Indexing::Now)
     .await
     .unwrap();
     assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), [3, 0, 5]);
@@ -343,10 +343,9 @@ async fn bulk_replace_covers_many_resumes_in_one_transaction() {
     );
 
     // A resume of another user anywhere in the batch: nothing is written.
-    let err = replace_chunks_bulk(
+    let err = mockinterview_db::chunks::replace_chunks(
         db.conn(),
-        &[set(ada.id, ada_cv.id, &c), set(ada.id, bob_cv.id, &a)],
-    )
+        &[set(ada.id, ada_cv.id, &c), set(ada.id, bob_cv.id, &a)], mockinterview_db::chunks::Indexing::Now)
     .await
     .unwrap_err();
     assert!(
@@ -360,10 +359,9 @@ async fn bulk_replace_covers_many_resumes_in_one_transaction() {
         "{err:?}"
     );
     // The same resume twice: rejected before writing.
-    let err = replace_chunks_bulk(
+    let err = mockinterview_db::chunks::replace_chunks(
         db.conn(),
-        &[set(ada.id, ada_cv.id, &a), set(ada.id, ada_cv.id, &c)],
-    )
+        &[set(ada.id, ada_cv.id, &a), set(ada.id, ada_cv.id, &c)], mockinterview_db::chunks::Indexing::Now)
     .await
     .unwrap_err();
     assert!(

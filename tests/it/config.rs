@@ -1,13 +1,15 @@
 //! Connecting and the readiness check.
 
-use mockinterview_db::config::effective_settings;
-use mockinterview_db::{DbConfig, Error, readiness, require_pgvector};
+use mockinterview_db::health::effective_settings;
+use mockinterview_db::health::{readiness, require_pgvector};
+use mockinterview_db::{DbConfig, Error};
 use sea_orm::ConnectionTrait;
+use crate::support::TestDb;
 use test_db::TestDatabase;
 
 #[tokio::test]
 async fn readiness_reports_server_and_pgvector_versions() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let r = readiness(db.conn()).await.unwrap();
     assert!(
         r.server_version.starts_with(|c: char| c.is_ascii_digit()),
@@ -24,7 +26,7 @@ async fn readiness_reports_server_and_pgvector_versions() {
 
 #[tokio::test]
 async fn readiness_without_the_extension_says_what_to_do() {
-    let db = TestDatabase::empty().await;
+    let db = TestDb::with(TestDatabase::empty().await, |_| {}).await;
     let r = readiness(db.conn()).await.unwrap();
     assert_eq!(r.pgvector_version, None);
     assert!(
@@ -33,12 +35,12 @@ async fn readiness_without_the_extension_says_what_to_do() {
     );
     let err = require_pgvector(db.conn()).await.unwrap_err();
     assert!(matches!(err, Error::PgvectorMissing { .. }), "{err:?}");
-    assert!(err.to_string().contains("run the migrations"), "{err}");
+    assert!(err.to_string().contains("apply the migrations"), "{err}");
 }
 
 #[tokio::test]
-async fn settings_apply_inside_the_call_not_to_the_session() {
-    let db = TestDatabase::new().await;
+async fn settings_apply_to_data_functions_and_raw_sql_alike() {
+    let db = TestDb::new().await;
     let mut config = DbConfig::new(db.url());
     config.hnsw_ef_search = Some(123);
     config.statement_timeout = Some(std::time::Duration::from_millis(4500));
@@ -47,8 +49,7 @@ async fn settings_apply_inside_the_call_not_to_the_session() {
     assert_eq!(inside.hnsw_ef_search.as_deref(), Some("123"));
     assert_eq!(inside.hnsw_iterative_scan.as_deref(), Some("strict_order"));
     assert_eq!(inside.statement_timeout, "4500ms");
-    // Nothing leaks into the pooled session (a pooler would hand it to
-    // another client).
+    // Raw SQL through the handle runs with the same settings.
     let row = handle
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -59,24 +60,25 @@ async fn settings_apply_inside_the_call_not_to_the_session() {
         .await
         .unwrap()
         .unwrap();
-    assert_ne!(
+    assert_eq!(
         row.try_get::<Option<String>>("", "ef").unwrap().as_deref(),
         Some("123")
     );
-    assert_eq!(row.try_get::<String>("", "st").unwrap(), "0");
+    assert_eq!(row.try_get::<String>("", "st").unwrap(), "4500ms");
     assert_eq!(
         row.try_get::<String>("", "app").unwrap(),
         "mockinterview-db"
     );
-    // A plain connection gets the library's defaults.
+    // A handle without configuration gets the library's defaults.
     let plain = effective_settings(db.conn()).await.unwrap();
     assert_eq!(plain.hnsw_ef_search.as_deref(), Some("100"));
+    assert_eq!(plain.statement_timeout, "0");
 }
 
 #[tokio::test]
 async fn ef_search_follows_the_table_size_unless_fixed() {
     use mockinterview_db::tuning::ef_search_for;
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let handle = DbConfig::new(db.url()).connect().await.unwrap();
     // A new table (reltuples -1: never analyzed) gets the base value.
     let small = effective_settings(&handle).await.unwrap();
@@ -160,7 +162,7 @@ async fn unreachable_server_fails_fast_with_target_and_hint() {
         msg.contains("127.0.0.1:1/nowhere") && !msg.contains("secret"),
         "{msg}"
     );
-    assert!(msg.contains("scripts/db-up"), "{msg}");
+    assert!(msg.contains("doctor") && !msg.contains("scripts/"), "{msg}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 

@@ -4,9 +4,9 @@ use entity::{resume_chunks, resumes, user_preferences, user_profiles};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ModelTrait, QueryOrder};
 use serde_json::json;
-use test_db::TestDatabase;
+use crate::support::TestDb;
 
-async fn insert_profile(db: &DatabaseConnection, uid: &str) -> user_profiles::Model {
+async fn insert_profile(db: &impl ConnectionTrait, uid: &str) -> user_profiles::Model {
     user_profiles::ActiveModel {
         firebase_uid: Set(uid.to_owned()),
         email: Set(Some(format!("{uid}@example.com"))),
@@ -21,7 +21,7 @@ async fn insert_profile(db: &DatabaseConnection, uid: &str) -> user_profiles::Mo
 
 #[tokio::test]
 async fn profile_preferences_and_resume_round_trip_with_relations() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let conn = db.conn();
     let profile = insert_profile(conn, "firebase-uid-1").await;
     assert_eq!(
@@ -76,7 +76,7 @@ async fn profile_preferences_and_resume_round_trip_with_relations() {
 
 #[tokio::test]
 async fn preferences_defaults_come_from_the_database() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let profile = insert_profile(db.conn(), "uid-defaults").await;
     let prefs = user_preferences::ActiveModel {
         user_id: Set(profile.id),
@@ -93,7 +93,7 @@ async fn preferences_defaults_come_from_the_database() {
 
 #[tokio::test]
 async fn chunk_round_trips_a_768_dimension_embedding() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let embedding: Vec<f32> = (0..768).map(|i| (i as f32 * 0.37).sin()).collect();
     let metadata = json!({"user_id": Uuid::new_v4().to_string(), "resume_id": Uuid::new_v4().to_string(), "page": 1});
     let chunk = resume_chunks::ActiveModel {
@@ -117,7 +117,7 @@ async fn chunk_round_trips_a_768_dimension_embedding() {
 
 #[tokio::test]
 async fn wrong_dimension_embedding_is_rejected_by_the_database() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let err = resume_chunks::ActiveModel {
         id: Set(Uuid::new_v4()),
         text: Set(Some("short".into())),

@@ -6,13 +6,15 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mockinterview_db::chunks::{self, ResumeChunks, replace_chunks_bulk, replace_resume_chunks};
+use mockinterview_db::chunks::{self, ResumeChunks};
 use mockinterview_db::preferences::{self, PreferencesUpdate};
 use mockinterview_db::profiles::{self, FirebaseUser, ProfileField};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload};
-use mockinterview_db::{Db, DbConfig, Error, SearchQuery, SearchScope, readiness};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
-use test_db::TestDatabase;
+use mockinterview_db::health::readiness;
+use mockinterview_db::{Db, DbConfig, Error, SearchQuery, SearchScope};
+use sea_orm::ConnectionTrait;
+use crate::support::TestDb;
+
 use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
 
@@ -59,7 +61,7 @@ impl Proxy {
     }
 }
 
-fn upstream(db: &TestDatabase) -> SocketAddr {
+fn upstream(db: &TestDb) -> SocketAddr {
     let url = db.db_url();
     let host = if url.host() == "localhost" {
         "127.0.0.1".to_owned()
@@ -70,7 +72,7 @@ fn upstream(db: &TestDatabase) -> SocketAddr {
 }
 
 /// A handle on `db` with a unique `application_name`, to find its backends.
-async fn handle(db: &TestDatabase, tune: impl FnOnce(&mut DbConfig)) -> (Db, String) {
+async fn handle(db: &TestDb, tune: impl FnOnce(&mut DbConfig)) -> (Db, String) {
     let app = format!("mi-faults-{}", Uuid::new_v4().simple());
     let mut config = DbConfig::new(db.url());
     config.application_name = app.clone();
@@ -80,7 +82,7 @@ async fn handle(db: &TestDatabase, tune: impl FnOnce(&mut DbConfig)) -> (Db, Str
 
 /// Waits until a backend of `app` runs a statement starting with `prefix`;
 /// returns its pid.
-async fn backend_running(admin: &DatabaseConnection, app: &str, prefix: &str) -> i32 {
+async fn backend_running(admin: &impl ConnectionTrait, app: &str, prefix: &str) -> i32 {
     let started = Instant::now();
     loop {
         let pids = strings(
@@ -112,7 +114,7 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, r: mockinterview_db::Resul
 
 #[tokio::test]
 async fn every_call_is_unavailable_when_the_server_goes_away() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 3).await;
     let proxy = Proxy::start(upstream(&db)).await;
     let proxied = db.db_url().with_port(proxy.port);
@@ -176,18 +178,17 @@ async fn every_call_is_unavailable_when_the_server_goes_away() {
     );
     assert_unavailable(
         "replace_resume_chunks",
-        replace_resume_chunks(&h, u.id, r.id, &set).await,
+        crate::support::replace(&h, u.id, r.id, &set).await,
     );
     assert_unavailable(
         "replace_chunks_bulk",
-        replace_chunks_bulk(
+        mockinterview_db::chunks::replace_chunks(
             &h,
             &[ResumeChunks {
                 user_id: u.id,
                 resume_id: r.id,
                 chunks: &set,
-            }],
-        )
+            }], mockinterview_db::chunks::Indexing::Now)
         .await,
     );
     assert_unavailable("resume_chunks", chunks::resume_chunks(&h, u.id, r.id).await);
@@ -220,11 +221,11 @@ async fn every_call_is_unavailable_when_the_server_goes_away() {
 
 #[tokio::test]
 async fn a_connection_lost_in_the_middle_of_a_copy_is_unavailable_and_writes_nothing() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 3).await;
     let (h, app) = handle(&db, |_| {}).await;
     let big = chunks(5, 20_000);
-    let replace = tokio::spawn(async move { replace_resume_chunks(&h, u.id, r.id, &big).await });
+    let replace = tokio::spawn(async move { crate::support::replace(&h, u.id, r.id, &big).await });
     let pid = backend_running(db.conn(), &app, "COPY resume_chunks").await;
     db.conn()
         .execute_unprepared(&format!("SELECT pg_terminate_backend({pid})"))
@@ -282,7 +283,7 @@ impl Drop for Stopped {
 
 #[tokio::test]
 async fn a_call_to_a_frozen_backend_returns_unavailable_after_call_timeout() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, _) = ada_with_chunks(db.conn(), 0).await;
     let (h, app) = handle(&db, |c| {
         c.max_connections = 1;
@@ -320,11 +321,11 @@ async fn a_call_to_a_frozen_backend_returns_unavailable_after_call_timeout() {
 
 #[tokio::test]
 async fn a_long_replace_does_not_block_edits_of_the_resume() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 0).await;
     let (h, app) = handle(&db, |c| c.call_timeout = Some(Duration::from_secs(600))).await;
     let big = chunks(6, 6000);
-    let replace = tokio::spawn(async move { replace_resume_chunks(&h, u.id, r.id, &big).await });
+    let replace = tokio::spawn(async move { crate::support::replace(&h, u.id, r.id, &big).await });
     backend_running(db.conn(), &app, "COPY resume_chunks").await;
     resumes::update_resume_content(db.conn(), u.id, r.id, "edited during the replace")
         .await
@@ -340,7 +341,7 @@ async fn a_long_replace_does_not_block_edits_of_the_resume() {
 
 #[tokio::test]
 async fn a_delete_during_a_replace_leaves_no_orphans() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 0).await;
     let second = resume(db.conn(), u.id, "second").await;
     // The delete waits for the replace: neither may hit the call timeout on
@@ -350,7 +351,7 @@ async fn a_delete_during_a_replace_leaves_no_orphans() {
         let (h, app) = handle(&db, |c| c.call_timeout = Some(Duration::from_secs(600))).await;
         let big = chunks(7, 3000);
         let replace =
-            tokio::spawn(async move { replace_resume_chunks(&h, u.id, victim, &big).await });
+            tokio::spawn(async move { crate::support::replace(&h, u.id, victim, &big).await });
         backend_running(db.conn(), &app, "COPY resume_chunks").await;
         if delete_profile {
             profiles::delete_profile(&deleter, u.id).await.unwrap();
@@ -382,7 +383,7 @@ async fn a_delete_during_a_replace_leaves_no_orphans() {
 
 #[tokio::test]
 async fn concurrent_replaces_of_one_resume_never_mix_sets() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 0).await;
     let sizes = [7_usize, 11, 13, 17];
     let mut writers = Vec::new();
@@ -392,7 +393,7 @@ async fn concurrent_replaces_of_one_resume_never_mix_sets() {
         writers.push(tokio::spawn(async move {
             let set = chunks(100 + seed as u64, n);
             for _ in 0..5 {
-                replace_resume_chunks(&conn, u.id, r.id, &set)
+                crate::support::replace(&conn, u.id, r.id, &set)
                     .await
                     .unwrap();
             }

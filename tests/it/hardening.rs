@@ -5,28 +5,18 @@
 //! breaks a read.
 
 use mockinterview_db::chunks::{
-    self, MAX_CHUNK_TEXT_BYTES, MAX_METADATA_DEPTH, ResumeChunks, replace_chunks_bulk,
-    replace_resume_chunks, search_chunks,
+    self, MAX_CHUNK_TEXT_BYTES, MAX_METADATA_DEPTH, ResumeChunks, search_chunks,
 };
 use mockinterview_db::preferences::{self, PreferencesUpdate};
 use mockinterview_db::profiles::{self, FirebaseUser, ProfileField};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload};
 use mockinterview_db::{Embedding, Error, NewChunk, SearchQuery, SearchScope};
-use sea_orm::{ConnectionTrait, DatabaseConnection, SqlxPostgresConnector};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value as Json, json};
-use test_db::TestDatabase;
+use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;
-
-/// A store whose server does not exist: any statement fails `Unavailable`.
-fn nowhere() -> DatabaseConnection {
-    let pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(std::time::Duration::from_secs(2))
-        .connect_lazy("postgres://nobody:x@127.0.0.1:1/none")
-        .unwrap();
-    SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
-}
 
 #[track_caller]
 fn assert_invalid<T: std::fmt::Debug>(result: mockinterview_db::Result<T>, field: &str) {
@@ -52,7 +42,7 @@ fn vector_literal(e: &Embedding) -> String {
 }
 
 /// Inserts a chunk the way LangChain's PGVectorStore does: plain SQL.
-async fn insert_foreign(db: &DatabaseConnection, text: &str, metadata: &str, embedding: &str) {
+async fn insert_foreign(db: &impl ConnectionTrait, text: &str, metadata: &str, embedding: &str) {
     db.execute_unprepared(&format!(
         "INSERT INTO resume_chunks (text, metadata, embedding) \
          VALUES ('{text}', {metadata}, {embedding})"
@@ -61,7 +51,7 @@ async fn insert_foreign(db: &DatabaseConnection, text: &str, metadata: &str, emb
     .unwrap();
 }
 
-async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+async fn count(db: &impl ConnectionTrait, sql: &str) -> i64 {
     strings(db, &format!("SELECT ({sql})::text")).await[0]
         .parse()
         .unwrap()
@@ -71,7 +61,8 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn uids_and_emails_follow_the_documented_rules_before_any_round_trip() {
-    let db = nowhere();
+    let test_db = TestDb::new().await;
+    let db = test_db.conn().clone();
     for uid in [
         "",
         "   ",
@@ -155,7 +146,7 @@ async fn uids_and_emails_follow_the_documented_rules_before_any_round_trip() {
 
 #[tokio::test]
 async fn nfc_and_nfd_spellings_of_a_uid_are_one_profile() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let nfc = profiles::upsert_profile(db.conn(), &fb("jos\u{e9}"))
         .await
         .unwrap();
@@ -183,7 +174,7 @@ async fn nfc_and_nfd_spellings_of_a_uid_are_one_profile() {
 
 #[tokio::test]
 async fn upsert_without_a_field_keeps_it_and_clearing_is_explicit() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let full = FirebaseUser {
         uid: "ada".into(),
         email: Some("ada@example.com".into()),
@@ -258,7 +249,8 @@ async fn pdf_uploads_are_valid_by_construction() {
 
 #[tokio::test]
 async fn resume_text_is_bounded_and_checked_before_any_round_trip() {
-    let db = nowhere();
+    let test_db = TestDb::new().await;
+    let db = test_db.conn().clone();
     let id = Uuid::new_v4();
     let new = |title: &str, file_name: &str, content: Option<String>| NewResume {
         user_id: id,
@@ -299,7 +291,7 @@ async fn resume_text_is_bounded_and_checked_before_any_round_trip() {
         "content",
     );
     // The limits themselves are accepted (checked against the database).
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "ada").await;
     let ok = resumes::create_resume(
         db.conn(),
@@ -318,7 +310,8 @@ async fn resume_text_is_bounded_and_checked_before_any_round_trip() {
 
 #[tokio::test]
 async fn languages_reject_nul_and_control_characters() {
-    let db = nowhere();
+    let test_db = TestDb::new().await;
+    let db = test_db.conn().clone();
     for bad in ["Rust\0", "Go\nC", "\u{200B}"] {
         let update = PreferencesUpdate {
             languages: Some(vec![bad.into()]),
@@ -333,7 +326,7 @@ async fn languages_reject_nul_and_control_characters() {
 
 #[tokio::test]
 async fn another_users_ids_are_not_found_everywhere() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (ada, ada_cv) = ada_with_chunks(db.conn(), 3).await;
     let bob = user(db.conn(), "bob").await;
     let c = db.conn();
@@ -345,7 +338,7 @@ async fn another_users_ids_are_not_found_everywhere() {
     not_found(resumes::update_resume_content(c, bob.id, ada_cv.id, "mine").await);
     not_found(resumes::delete_resume(c, bob.id, ada_cv.id).await);
     not_found(
-        replace_resume_chunks(c, bob.id, ada_cv.id, &chunks(5, 2))
+        crate::support::replace(c, bob.id, ada_cv.id, &chunks(5, 2))
             .await
             .map(drop),
     );
@@ -380,7 +373,8 @@ async fn another_users_ids_are_not_found_everywhere() {
 
 #[tokio::test]
 async fn chunk_text_and_metadata_are_checked_before_the_copy_starts() {
-    let db = nowhere();
+    let test_db = TestDb::new().await;
+    let db = test_db.conn().clone();
     let (u, r) = (Uuid::new_v4(), Uuid::new_v4());
     let mut deep = json!(1);
     for _ in 0..126 {
@@ -428,7 +422,7 @@ async fn chunk_text_and_metadata_are_checked_before_the_copy_starts() {
         ),
     ];
     for (field, set, mention) in cases {
-        match replace_resume_chunks(&db, u, r, &set).await {
+        match crate::support::replace(&db, u, r, &set).await {
             Err(Error::Validation { field: f, reason }) => {
                 assert_eq!(f, field, "{reason}");
                 assert!(reason.contains(mention), "{mention:?} not in {reason:?}");
@@ -444,7 +438,7 @@ async fn chunk_text_and_metadata_are_checked_before_the_copy_starts() {
             resume_id: r,
             chunks: &set,
         }];
-        assert_invalid(replace_chunks_bulk(&db, &bulk).await, field);
+        assert_invalid(mockinterview_db::chunks::replace_chunks(&db, &bulk, mockinterview_db::chunks::Indexing::Now).await, field);
     }
     // The bounds themselves: 32 levels including the metadata object.
     let mut at_limit = json!(1);
@@ -452,21 +446,22 @@ async fn chunk_text_and_metadata_are_checked_before_the_copy_starts() {
         at_limit = json!([at_limit]);
     }
     let ok = vec![NewChunk::new("ok", embedding(1)).with_metadata("k", at_limit.clone())];
-    let real = TestDatabase::new().await;
+    let real = TestDb::new().await;
     let (ada, cv) = ada_with_chunks(real.conn(), 0).await;
-    replace_resume_chunks(real.conn(), ada.id, cv.id, &ok)
+    crate::support::replace(real.conn(), ada.id, cv.id, &ok)
         .await
         .unwrap();
     let over = vec![NewChunk::new("no", embedding(1)).with_metadata("k", json!([at_limit]))];
     assert_invalid(
-        replace_resume_chunks(real.conn(), ada.id, cv.id, &over).await,
+        crate::support::replace(real.conn(), ada.id, cv.id, &over).await,
         "metadata",
     );
 }
 
 #[tokio::test]
 async fn search_filters_are_bounded_and_checked_before_any_round_trip() {
-    let db = nowhere();
+    let test_db = TestDb::new().await;
+    let db = test_db.conn().clone();
     let q = |key: &str, value: Json| {
         SearchQuery::new(embedding(1), 5, SearchScope::All).filter(key, value)
     };
@@ -501,7 +496,7 @@ async fn tiny_embeddings_are_rejected_and_foreign_ones_do_not_score_one() {
 
     // A zero vector another service wrote is never ranked, and does not
     // take the place of real results.
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 3).await;
     let zero = format!("'[{}]'", vec!["0"; 768].join(","));
     let tiny = format!("'[1e-30{}]'", ",0".repeat(767));
@@ -546,7 +541,7 @@ async fn tiny_embeddings_are_rejected_and_foreign_ones_do_not_score_one() {
 
 #[tokio::test]
 async fn chunks_without_an_embedding_are_skipped_by_every_search() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 3).await;
     let meta = format!(
         "'{{\"user_id\": \"{}\", \"resume_id\": \"{}\"}}'",
@@ -573,7 +568,7 @@ async fn chunks_without_an_embedding_are_skipped_by_every_search() {
 
 #[tokio::test]
 async fn deeply_nested_metadata_from_other_services_never_breaks_a_read() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 2).await;
     for (text, depth) in [("deep200", 200), ("deep3000", 3000)] {
         let meta = format!(
@@ -633,7 +628,7 @@ async fn deeply_nested_metadata_from_other_services_never_breaks_a_read() {
 
 #[tokio::test]
 async fn upper_case_uuids_written_by_others_are_found_and_deleted() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 2).await;
     let other = resume(db.conn(), u.id, "other").await;
     let upper = |id: Uuid| id.to_string().to_uppercase();
@@ -665,7 +660,7 @@ async fn upper_case_uuids_written_by_others_are_found_and_deleted() {
         3
     );
     // Replacing the resume's chunks replaces the foreign one too.
-    replace_resume_chunks(db.conn(), u.id, r.id, &chunks(3, 1))
+    crate::support::replace(db.conn(), u.id, r.id, &chunks(3, 1))
         .await
         .unwrap();
     assert_eq!(
@@ -699,7 +694,7 @@ async fn upper_case_uuids_written_by_others_are_found_and_deleted() {
 
 #[tokio::test]
 async fn metadata_filters_match_langchain_in_both_directions() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 0).await;
     // The library writes page as a number...
     let mine = vec![
@@ -709,7 +704,7 @@ async fn metadata_filters_match_langchain_in_both_directions() {
             .with_metadata("ok", true),
         NewChunk::new("lib-4", embedding(2)).with_metadata("page", 4),
     ];
-    replace_resume_chunks(db.conn(), u.id, r.id, &mine)
+    crate::support::replace(db.conn(), u.id, r.id, &mine)
         .await
         .unwrap();
     // ...another service as a string (and a float, and a null).
@@ -779,7 +774,7 @@ async fn metadata_filters_match_langchain_in_both_directions() {
 
 #[tokio::test]
 async fn errors_write_nothing_and_preferences_stay() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "ada").await;
     let before = strings(
         db.conn(),

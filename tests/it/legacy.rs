@@ -13,6 +13,7 @@ use mockinterview_db::legacy::{self, LegacyTable};
 use mockinterview_db::resumes::{self, StoredPdf};
 use mockinterview_db::{Embedding, Error, SearchQuery, SearchScope, profiles};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, sea_query::Expr};
+use crate::support::TestDb;
 use test_db::TestDatabase;
 
 /// A database loaded with the legacy fixture `vN.sql`.
@@ -51,8 +52,8 @@ const DANA: &str = "Ud3kP7wQ1sLm9XzV5bTr2Yc8JhN6";
 #[tokio::test]
 async fn imported_users_work_with_the_library() {
     let source = legacy_source("v3").await;
-    let target = TestDatabase::new().await;
-    let report = import(target.conn(), &ImportOptions::new(source.db_url().clone()))
+    let target = TestDb::new().await;
+    let report = import(target.raw(), &ImportOptions::new(source.db_url().clone()))
         .await
         .unwrap();
     assert!(report.committed);
@@ -243,8 +244,8 @@ async fn imported_users_work_with_the_library() {
 #[tokio::test]
 async fn v0_chunks_belong_to_profiles_created_for_their_uids() {
     let source = legacy_source("v0").await;
-    let target = TestDatabase::new().await;
-    let report = import(target.conn(), &ImportOptions::new(source.db_url().clone()))
+    let target = TestDb::new().await;
+    let report = import(target.raw(), &ImportOptions::new(source.db_url().clone()))
         .await
         .unwrap();
     assert_eq!(report.created.len(), 3);

@@ -6,35 +6,18 @@
 use std::time::Duration;
 
 use mockinterview_db::chunks::{self, search_chunks};
-use mockinterview_db::config::effective_settings;
+use mockinterview_db::health::effective_settings;
 use mockinterview_db::profiles::{self, FirebaseUser};
-use mockinterview_db::{DbConfig, Migrator, MigratorTrait, SearchQuery, SearchScope};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database};
-use test_db::TestDatabase;
+use mockinterview_db::{DbConfig, SearchQuery, SearchScope};
+
+use crate::support::TestDb;
+
 
 use crate::support::*;
 
-/// PgBouncer >= 1.21, transaction mode.
-const POOLER_PORT: u16 = 6432;
-
-/// The test database's URL through the transaction-mode pooler. Fails
-/// (never skips) when the pooler is not running.
-async fn pooled(db: &TestDatabase) -> String {
-    if tokio::net::TcpStream::connect(("127.0.0.1", POOLER_PORT))
-        .await
-        .is_err()
-    {
-        panic!(
-            "no PgBouncer listens on 127.0.0.1:{POOLER_PORT}: start it with \
-             `scripts/pooler-up` (or run everything with `scripts/test`)"
-        );
-    }
-    db.db_url().with_port(POOLER_PORT).as_str().to_owned()
-}
-
 #[tokio::test]
 async fn search_settings_hold_through_a_transaction_mode_pooler() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let mut config = DbConfig::new(pooled(&db).await);
     config.hnsw_ef_search = Some(123);
     config.statement_timeout = Some(Duration::from_secs(7));
@@ -64,7 +47,7 @@ async fn search_settings_hold_through_a_transaction_mode_pooler() {
 
 #[tokio::test]
 async fn the_whole_api_works_through_the_pooler_under_concurrency() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let mut config = DbConfig::new(pooled(&db).await);
     config.max_connections = 6;
     config.acquire_timeout = Duration::from_secs(60);
@@ -84,7 +67,7 @@ async fn the_whole_api_works_through_the_pooler_under_concurrency() {
             .unwrap();
             let r = resume(&handle, user.id, "cv").await;
             for round in 0..5 {
-                chunks::replace_resume_chunks(&handle, user.id, r.id, &chunks(n * 10 + round, 30))
+                crate::support::replace(&handle, user.id, r.id, &chunks(n * 10 + round, 30))
                     .await
                     .unwrap();
                 let hits = search_chunks(
@@ -115,28 +98,6 @@ async fn the_whole_api_works_through_the_pooler_under_concurrency() {
         t.await.unwrap();
     }
     handle.close().await.unwrap();
-}
-
-/// A database whose tables live in schema `app`, with pgvector installed in
-/// `public` beforehand (as a superuser would on a managed server).
-async fn app_schema_database() -> TestDatabase {
-    let db = TestDatabase::empty().await;
-    db.conn()
-        .execute_unprepared("CREATE EXTENSION vector SCHEMA public; CREATE SCHEMA app")
-        .await
-        .unwrap();
-    let mut options = ConnectOptions::new(db.url());
-    options.set_schema_search_path("app,public");
-    let migrator = Database::connect(options).await.unwrap();
-    Migrator::up(&migrator, None).await.unwrap();
-    migrator.close().await.unwrap();
-    let public_tables = strings(
-        db.conn(),
-        "SELECT count(*)::text FROM pg_tables WHERE schemaname = 'public'",
-    )
-    .await;
-    assert_eq!(public_tables, ["0"], "every table is in app");
-    db
 }
 
 #[tokio::test]
@@ -172,7 +133,7 @@ async fn a_schema_setting_works_directly_and_through_the_pooler() {
         .await
         .unwrap();
         let r = resume(&handle, user.id, "cv").await;
-        chunks::replace_resume_chunks(&handle, user.id, r.id, &chunks(3, 12))
+        crate::support::replace(&handle, user.id, r.id, &chunks(3, 12))
             .await
             .unwrap();
         for scope in [SearchScope::User(user.id), SearchScope::All] {
@@ -190,9 +151,13 @@ async fn a_schema_setting_works_directly_and_through_the_pooler() {
 /// --with-legacy`), which cannot keep prepared statements.
 const LEGACY_POOLER_PORT: u16 = 6434;
 
+/// The library does not probe the pooler (the migration tool's `doctor`
+/// does): a pooler that loses prepared statements shows as typed,
+/// actionable errors from the calls that meet it (SQLSTATE 26000 or
+/// 42P05), never as wrong answers.
 #[tokio::test]
-async fn a_pooler_that_loses_prepared_statements_is_refused_at_connect() {
-    let db = TestDatabase::new().await;
+async fn a_pooler_that_loses_prepared_statements_fails_with_a_typed_hint() {
+    let db = TestDb::new().await;
     if tokio::net::TcpStream::connect(("127.0.0.1", LEGACY_POOLER_PORT))
         .await
         .is_err()
@@ -202,17 +167,45 @@ async fn a_pooler_that_loses_prepared_statements_is_refused_at_connect() {
              `scripts/pooler-up --with-legacy` (or run everything with `scripts/test`)"
         );
     }
+    let user = user(db.conn(), "legacy-pooler").await;
     let url = db.db_url().with_port(LEGACY_POOLER_PORT);
-    let err = DbConfig::new(url.as_str()).connect().await.unwrap_err();
-    assert!(matches!(err, mockinterview_db::Error::Config(_)), "{err:?}");
-    let msg = err.to_string();
-    assert!(msg.contains("max_prepared_statements"), "{msg}");
-    assert!(msg.contains("1.21"), "{msg}");
+    let mut config = DbConfig::new(url.as_str());
+    config.max_connections = 4;
+    let mut failures = Vec::new();
+    match config.connect().await {
+        Err(e) => failures.push(e),
+        Ok(handle) => {
+            let mut tasks = Vec::new();
+            for _ in 0..4 {
+                let handle = handle.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut errors = Vec::new();
+                    for _ in 0..50 {
+                        match profiles::profile_by_id(&handle, user.id).await {
+                            Ok(p) => assert_eq!(p.id, user.id, "never a wrong answer"),
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    errors
+                }));
+            }
+            for t in tasks {
+                failures.extend(t.await.unwrap());
+            }
+        }
+    }
+    assert!(!failures.is_empty(), "PgBouncer 1.18 in transaction mode loses statements");
+    for err in failures {
+        assert!(matches!(err, mockinterview_db::Error::Unavailable { .. }), "{err:?}");
+        assert!(matches!(err.sqlstate().as_deref(), Some("26000" | "42P05")), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("max_prepared_statements") && msg.contains("1.21"), "{msg}");
+    }
 }
 
 #[tokio::test]
 async fn startup_options_in_the_url_become_per_call_settings() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     // PgBouncer refuses startup parameters it does not know; the library
     // sends none and applies the URL's `options` inside each call.
     let url = format!("{}?options=-c%20statement_timeout%3D3s", pooled(&db).await);

@@ -4,14 +4,14 @@ use mockinterview_db::Error;
 use mockinterview_db::preferences::{
     self, Difficulty, Preferences, PreferencesUpdate, Theme, parse_difficulty, parse_theme,
 };
-use test_db::TestDatabase;
+use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::user;
 
 #[tokio::test]
 async fn defaults_until_saved_then_partial_updates_keep_other_fields() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "prefs").await;
     assert_eq!(
         preferences::preferences(db.conn(), u.id).await.unwrap(),
@@ -55,7 +55,7 @@ async fn defaults_until_saved_then_partial_updates_keep_other_fields() {
 
 #[tokio::test]
 async fn out_of_range_values_are_rejected_and_nothing_is_written() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "prefs").await;
     for (update, field) in [
         (
@@ -115,7 +115,7 @@ async fn out_of_range_values_are_rejected_and_nothing_is_written() {
 
 #[tokio::test]
 async fn unknown_user_is_not_found() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let id = Uuid::new_v4();
     assert!(matches!(
         preferences::preferences(db.conn(), id).await,

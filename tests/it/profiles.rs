@@ -2,14 +2,14 @@
 
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::{Error, chunks, preferences, resumes};
-use test_db::TestDatabase;
+use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;
 
 #[tokio::test]
 async fn upsert_creates_then_updates_by_firebase_uid() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let mut fb = FirebaseUser {
         uid: "uid-1".into(),
         email: Some("a@example.com".into()),
@@ -42,7 +42,7 @@ async fn upsert_creates_then_updates_by_firebase_uid() {
 
 #[tokio::test]
 async fn create_profile_twice_is_a_conflict() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let fb = FirebaseUser {
         uid: "dup".into(),
         ..Default::default()
@@ -55,7 +55,7 @@ async fn create_profile_twice_is_a_conflict() {
 
 #[tokio::test]
 async fn invalid_firebase_data_is_rejected_before_writing() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     for (fb, field) in [
         (FirebaseUser::default(), "firebase_uid"),
         (
@@ -87,7 +87,7 @@ async fn invalid_firebase_data_is_rejected_before_writing() {
 
 #[tokio::test]
 async fn missing_profiles_are_not_found() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let id = Uuid::new_v4();
     for err in [
         profiles::profile_by_id(db.conn(), id).await.unwrap_err(),
@@ -111,7 +111,7 @@ async fn missing_profiles_are_not_found() {
 
 #[tokio::test]
 async fn delete_profile_removes_preferences_resumes_and_chunks() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (ada, bob) = (user(db.conn(), "ada").await, user(db.conn(), "bob").await);
     for u in [&ada, &bob] {
         preferences::update_preferences(
@@ -125,7 +125,7 @@ async fn delete_profile_removes_preferences_resumes_and_chunks() {
         .await
         .unwrap();
         let r = resume(db.conn(), u.id, "cv").await;
-        chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 5))
+        crate::support::replace(db.conn(), u.id, r.id, &chunks(1, 5))
             .await
             .unwrap();
     }

@@ -11,16 +11,16 @@
 
 use std::collections::BTreeMap;
 
-use mockinterview_db::chunks::{self, replace_resume_chunks, search_chunks};
+use mockinterview_db::chunks::{self, search_chunks};
 use mockinterview_db::preferences::{self, PreferencesUpdate};
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload};
 use mockinterview_db::{Error, NewChunk, SearchQuery, SearchScope};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use sea_orm::DatabaseConnection;
+use sea_orm::ConnectionTrait;
 use serde_json::json;
-use test_db::TestDatabase;
+use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;
@@ -188,7 +188,7 @@ fn spell(t: Text, valid: &str) -> String {
 }
 
 /// A checksum of every row of every table.
-async fn checksum(db: &DatabaseConnection) -> String {
+async fn checksum(db: &impl ConnectionTrait) -> String {
     strings(
         db,
         "SELECT coalesce(md5(string_agg(x, '|' ORDER BY x)), '') FROM ( \
@@ -216,7 +216,7 @@ fn leak(what: &str, caller: Option<Uuid>, owner: &str) -> Check {
 
 /// Runs one step; returns whether it succeeded. Checks what it returned.
 async fn run_step(
-    db: &DatabaseConnection,
+    db: &mockinterview_db::Db,
     model: &mut Model,
     step: &Step,
 ) -> Result<bool, TestCaseError> {
@@ -363,7 +363,7 @@ async fn run_step(
                     vec![NewChunk::new("x", embedding(1)).with_metadata("user_id", "someone")]
                 }
             };
-            match replace_resume_chunks(db, me(model, user), resume, &set).await {
+            match crate::support::replace(db, me(model, user), resume, &set).await {
                 Ok(ids) => {
                     prop_assert_eq!(user, owner, "replaced another user's chunks");
                     prop_assert_eq!(ids.len(), set.len());
@@ -435,7 +435,7 @@ async fn run_step(
 }
 
 /// The model against the database: profiles, resumes and chunk counts.
-async fn check_model(db: &DatabaseConnection, model: &Model) -> Check {
+async fn check_model(db: &impl ConnectionTrait, model: &Model) -> Check {
     let profiles = strings(db, "SELECT id::text FROM user_profiles ORDER BY 1").await;
     let mut expected: Vec<String> = model
         .users
@@ -487,7 +487,7 @@ fn random_call_sequences_keep_users_apart_and_failed_calls_write_nothing() {
     let mut runner = TestRunner::new(config);
     let result = runner.run(&proptest::collection::vec(step(), 1..30), |steps| {
         rt.block_on(async {
-            let db = TestDatabase::new().await;
+            let db = TestDb::new().await;
             let conn = db.conn();
             let mut model = Model::default();
             for (i, step) in steps.iter().enumerate() {

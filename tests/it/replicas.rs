@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mockinterview_db::chunks::{self, search_chunks};
+use mockinterview_db::chunks::search_chunks;
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::resumes;
 use mockinterview_db::{Db, DbConfig, SearchQuery, SearchScope};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+use crate::support::TestDb;
 use test_db::TestDatabase;
 
 use crate::support::*;
@@ -102,7 +103,7 @@ fn uid(n: usize) -> FirebaseUser {
 #[tokio::test]
 async fn reads_go_to_the_replica_writes_and_transactions_to_the_primary() {
     let _standbys = STANDBYS.lock().await;
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let replica = replica_url(&db, REPLICA_PORT).await;
     let handle = connect(&db, vec![replica]).await;
     let standby = &handle.replicas()[0];
@@ -150,12 +151,12 @@ async fn reads_go_to_the_replica_writes_and_transactions_to_the_primary() {
 #[tokio::test]
 async fn a_session_reads_its_own_writes_in_1000_rounds() {
     let _standbys = STANDBYS.lock().await;
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let replica = replica_url(&db, REPLICA_PORT).await;
     let handle = connect(&db, vec![replica]).await;
     let session = handle.session();
     let user = profiles::upsert_profile(&session, &uid(1)).await.unwrap();
-    let resume = resume(handle.primary_conn(), user.id, "cv").await;
+    let resume = resume(&handle.primary(), user.id, "cv").await;
     let standby = &handle.replicas()[0];
     let (served_before, primary_before) = (standby.reads_served(), handle.primary_reads());
 
@@ -165,7 +166,7 @@ async fn a_session_reads_its_own_writes_in_1000_rounds() {
         // Write, then search immediately through the same session.
         let text = format!("round {round}");
         let chunk = mockinterview_db::NewChunk::new(&text, embedding(round as u64));
-        chunks::replace_resume_chunks(&session, user.id, resume.id, &[chunk])
+        crate::support::replace(&session, user.id, resume.id, &[chunk])
             .await
             .unwrap();
         let hits = search_chunks(
@@ -212,7 +213,7 @@ async fn a_session_reads_its_own_writes_in_1000_rounds() {
 #[tokio::test]
 async fn a_replica_lagging_past_the_bound_gets_no_reads_until_it_catches_up() {
     let _standbys = STANDBYS.lock().await;
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let replica = replica_url(&db, REPLICA_PORT).await;
     let handle = connect(&db, vec![replica.clone()]).await;
     let standby_admin = sea_orm::Database::connect(replica.as_str()).await.unwrap();
@@ -325,13 +326,13 @@ impl Drop for RestartGuard {
 #[tokio::test]
 async fn stopping_a_standby_mid_load_fails_no_call_and_it_rejoins() {
     let _standbys = STANDBYS.lock().await;
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (r1, r2) = (
         replica_url(&db, REPLICA_PORT).await,
         replica_url(&db, REPLICA2_PORT).await,
     );
     let handle = connect(&db, vec![r1, r2]).await;
-    let (u, r) = ada_with_chunks(handle.primary_conn(), 40).await;
+    let (u, r) = ada_with_chunks(&handle.primary(), 40).await;
     wait_until(
         || {
             handle
@@ -406,7 +407,7 @@ async fn stopping_a_standby_mid_load_fails_no_call_and_it_rejoins() {
 
 #[tokio::test]
 async fn a_replica_url_that_is_not_a_standby_gets_no_reads() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     // The primary itself, listed as a replica: not in recovery.
     let mut config = DbConfig::new(db.url());
     config.replica_urls = vec![db.url().to_owned()];

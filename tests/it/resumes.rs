@@ -4,14 +4,14 @@ use mockinterview_db::resumes::{
     self, DEFAULT_MAX_INLINE_PDF_BYTES, NewResume, PdfUpload, StoredPdf,
 };
 use mockinterview_db::{Error, SearchQuery, SearchScope, chunks};
-use test_db::TestDatabase;
+use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;
 
 #[tokio::test]
 async fn inline_pdf_round_trips_and_lists_without_bytes() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "ada").await;
     let bytes = pdf(DEFAULT_MAX_INLINE_PDF_BYTES - 100);
     let created = resumes::create_resume(
@@ -51,7 +51,7 @@ async fn inline_pdf_round_trips_and_lists_without_bytes() {
 
 #[tokio::test]
 async fn path_storage_records_the_path_and_size() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "ada").await;
     let created = resumes::create_resume(
         db.conn(),
@@ -103,7 +103,7 @@ fn inline_pdfs_are_checked_for_signature_and_size() {
 
 #[tokio::test]
 async fn bad_input_and_unknown_owner_write_nothing() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "ada").await;
     let new = |user_id, title: &str| NewResume {
         user_id,
@@ -133,7 +133,7 @@ async fn bad_input_and_unknown_owner_write_nothing() {
 
 #[tokio::test]
 async fn another_users_resume_is_not_found_for_every_operation() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (ada, eve) = (user(db.conn(), "ada").await, user(db.conn(), "eve").await);
     let r = resume(db.conn(), ada.id, "cv").await;
     let c = db.conn();
@@ -144,7 +144,7 @@ async fn another_users_resume_is_not_found_for_every_operation() {
             .await
             .err(),
         resumes::delete_resume(c, eve.id, r.id).await.err(),
-        chunks::replace_resume_chunks(c, eve.id, r.id, &chunks(1, 2))
+        crate::support::replace(c, eve.id, r.id, &chunks(1, 2))
             .await
             .err(),
     ];
@@ -173,16 +173,16 @@ async fn another_users_resume_is_not_found_for_every_operation() {
 
 #[tokio::test]
 async fn delete_resume_deletes_its_chunks_only() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "ada").await;
     let (a, b) = (
         resume(db.conn(), u.id, "a").await,
         resume(db.conn(), u.id, "b").await,
     );
-    chunks::replace_resume_chunks(db.conn(), u.id, a.id, &chunks(1, 4))
+    crate::support::replace(db.conn(), u.id, a.id, &chunks(1, 4))
         .await
         .unwrap();
-    chunks::replace_resume_chunks(db.conn(), u.id, b.id, &chunks(2, 3))
+    crate::support::replace(db.conn(), u.id, b.id, &chunks(2, 3))
         .await
         .unwrap();
 

@@ -5,8 +5,8 @@ use mockinterview_db::chunks::{self, ResumeChunks};
 use mockinterview_db::preferences::{self, PreferencesUpdate};
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::resumes::{self, NewResume};
-use mockinterview_db::{Db, SearchQuery, Session, Store, readiness};
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use mockinterview_db::health::readiness;
+use mockinterview_db::{Db, SearchQuery, Session, Store};
 use uuid::Uuid;
 
 fn send<T: Send>(_: T) {}
@@ -38,8 +38,8 @@ fn every_call_is_send<S: Store>(
     send(resumes::resume_pdf(db, id, id));
     send(resumes::update_resume_content(db, id, id, "text"));
     send(resumes::delete_resume(db, id, id));
-    send(chunks::replace_resume_chunks(db, id, id, &[]));
-    send(chunks::replace_chunks_bulk(db, sets));
+    send(crate::support::replace(db, id, id, &[]));
+    send(mockinterview_db::chunks::replace_chunks(db, sets, mockinterview_db::chunks::Indexing::Now));
     send(chunks::resume_chunks(db, id, id));
     send(chunks::search_chunks(db, query));
     send(readiness(db));
@@ -50,6 +50,6 @@ fn data_function_futures_are_send() {
     // Instantiated for every store type; the check is at compile time.
     let _ = every_call_is_send::<Db>;
     let _ = every_call_is_send::<Session>;
-    let _ = every_call_is_send::<DatabaseConnection>;
-    let _ = every_call_is_send::<DatabaseTransaction>;
+    let _ = every_call_is_send::<mockinterview_db::Primary<'static>>;
+    let _ = every_call_is_send::<mockinterview_db::Transaction>;
 }

@@ -7,17 +7,17 @@ use std::time::Duration;
 
 use mockinterview_db::chunks::{self, search_chunks};
 use mockinterview_db::staged::{
-    self, IndexedBatch, IndexerOptions, StagedIndexer, index_staged_chunks, stage_resume_chunks,
+    self, IndexedBatch, IndexerOptions, StagedIndexer, index_staged_chunks,
     staged_backlog,
 };
 use mockinterview_db::{DbConfig, Error, NewChunk, SearchQuery, SearchScope, resumes};
-use sea_orm::DatabaseConnection;
-use test_db::TestDatabase;
+use sea_orm::ConnectionTrait;
+use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;
 
-async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+async fn count(db: &impl ConnectionTrait, sql: &str) -> i64 {
     strings(db, &format!("SELECT count(*)::text FROM ({sql}) q"))
         .await
         .remove(0)
@@ -25,11 +25,11 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
         .unwrap()
 }
 
-async fn indexed(db: &DatabaseConnection) -> i64 {
+async fn indexed(db: &impl ConnectionTrait) -> i64 {
     count(db, "SELECT 1 FROM resume_chunks").await
 }
 
-async fn staged_rows(db: &DatabaseConnection) -> i64 {
+async fn staged_rows(db: &impl ConnectionTrait) -> i64 {
     count(db, "SELECT 1 FROM resume_chunks_staged").await
 }
 
@@ -49,10 +49,10 @@ fn ids(hits: &[mockinterview_db::ChunkMatch]) -> Vec<Uuid> {
 
 #[tokio::test]
 async fn staged_chunks_replace_the_old_ones_for_every_library_read_at_once() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 3).await;
     let new = chunks(7, 5);
-    let new_ids = stage_resume_chunks(db.conn(), u.id, r.id, &new)
+    let new_ids = crate::support::stage(db.conn(), u.id, r.id, &new)
         .await
         .unwrap();
     assert_eq!(new_ids.len(), 5);
@@ -125,14 +125,14 @@ async fn staged_chunks_replace_the_old_ones_for_every_library_read_at_once() {
 
 #[tokio::test]
 async fn indexing_moves_each_resume_whole_and_searches_give_the_same_answer() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "ada").await;
     let r1 = resume(db.conn(), u.id, "one").await;
     let r2 = resume(db.conn(), u.id, "two").await;
-    let ids1 = stage_resume_chunks(db.conn(), u.id, r1.id, &chunks(1, 4))
+    let ids1 = crate::support::stage(db.conn(), u.id, r1.id, &chunks(1, 4))
         .await
         .unwrap();
-    let ids2 = stage_resume_chunks(db.conn(), u.id, r2.id, &chunks(2, 6))
+    let ids2 = crate::support::stage(db.conn(), u.id, r2.id, &chunks(2, 6))
         .await
         .unwrap();
     let backlog = staged_backlog(db.conn()).await.unwrap();
@@ -200,14 +200,14 @@ async fn indexing_moves_each_resume_whole_and_searches_give_the_same_answer() {
 #[tokio::test]
 async fn a_busy_resume_is_skipped_and_the_next_one_moved() {
     use sea_orm::{ConnectionTrait, TransactionTrait};
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let u = user(db.conn(), "ada").await;
     let oldest = resume(db.conn(), u.id, "oldest").await;
     let next = resume(db.conn(), u.id, "next").await;
-    stage_resume_chunks(db.conn(), u.id, oldest.id, &chunks(1, 2))
+    crate::support::stage(db.conn(), u.id, oldest.id, &chunks(1, 2))
         .await
         .unwrap();
-    let next_ids = stage_resume_chunks(db.conn(), u.id, next.id, &chunks(2, 3))
+    let next_ids = crate::support::stage(db.conn(), u.id, next.id, &chunks(2, 3))
         .await
         .unwrap();
     // Another session holds the oldest resume (as a replacement or another
@@ -245,14 +245,14 @@ async fn a_busy_resume_is_skipped_and_the_next_one_moved() {
 
 #[tokio::test]
 async fn a_later_replacement_wins_over_staged_chunks_in_both_directions() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 0).await;
 
     // Staged, then replaced directly: the staged set must never come back.
-    stage_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 3))
+    crate::support::stage(db.conn(), u.id, r.id, &chunks(1, 3))
         .await
         .unwrap();
-    let direct = chunks::replace_resume_chunks(db.conn(), u.id, r.id, &chunks(2, 2))
+    let direct = crate::support::replace(db.conn(), u.id, r.id, &chunks(2, 2))
         .await
         .unwrap();
     assert_eq!(staged_rows(db.conn()).await, 0);
@@ -266,10 +266,10 @@ async fn a_later_replacement_wins_over_staged_chunks_in_both_directions() {
     );
 
     // Indexed, then staged twice: only the last staged set remains.
-    stage_resume_chunks(db.conn(), u.id, r.id, &chunks(3, 4))
+    crate::support::stage(db.conn(), u.id, r.id, &chunks(3, 4))
         .await
         .unwrap();
-    let last = stage_resume_chunks(db.conn(), u.id, r.id, &chunks(4, 1))
+    let last = crate::support::stage(db.conn(), u.id, r.id, &chunks(4, 1))
         .await
         .unwrap();
     assert_eq!(
@@ -283,7 +283,7 @@ async fn a_later_replacement_wins_over_staged_chunks_in_both_directions() {
     );
 
     // Staging an empty set empties the resume.
-    stage_resume_chunks(db.conn(), u.id, r.id, &[])
+    crate::support::stage(db.conn(), u.id, r.id, &[])
         .await
         .unwrap();
     assert!(
@@ -296,23 +296,23 @@ async fn a_later_replacement_wins_over_staged_chunks_in_both_directions() {
 
 #[tokio::test]
 async fn bad_input_and_foreign_resumes_write_nothing() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 0).await;
     let eve = user(db.conn(), "eve").await;
-    let staged_before = stage_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 2))
+    let staged_before = crate::support::stage(db.conn(), u.id, r.id, &chunks(1, 2))
         .await
         .unwrap();
 
     let blank = vec![NewChunk::new(" ", embedding(1))];
-    match stage_resume_chunks(db.conn(), u.id, r.id, &blank).await {
+    match crate::support::stage(db.conn(), u.id, r.id, &blank).await {
         Err(Error::Validation { field, .. }) => assert_eq!(field, "text"),
         other => panic!("{other:?}"),
     }
-    match stage_resume_chunks(db.conn(), eve.id, r.id, &chunks(2, 2)).await {
+    match crate::support::stage(db.conn(), eve.id, r.id, &chunks(2, 2)).await {
         Err(Error::NotFound { .. }) => {}
         other => panic!("{other:?}"),
     }
-    match stage_resume_chunks(db.conn(), u.id, Uuid::new_v4(), &chunks(2, 2)).await {
+    match crate::support::stage(db.conn(), u.id, Uuid::new_v4(), &chunks(2, 2)).await {
         Err(Error::NotFound { .. }) => {}
         other => panic!("{other:?}"),
     }
@@ -322,7 +322,7 @@ async fn bad_input_and_foreign_resumes_write_nothing() {
     );
     // Inside a caller's transaction COPY is impossible: a clear error.
     let tx = sea_orm::TransactionTrait::begin(db.conn()).await.unwrap();
-    match stage_resume_chunks(&tx, u.id, r.id, &chunks(3, 1)).await {
+    match crate::support::stage(&tx, u.id, r.id, &chunks(3, 1)).await {
         Err(Error::Config(why)) => assert!(why.contains("pass the Db"), "{why}"),
         other => panic!("{other:?}"),
     }
@@ -330,13 +330,13 @@ async fn bad_input_and_foreign_resumes_write_nothing() {
 
 #[tokio::test]
 async fn deleting_a_resume_or_its_owner_deletes_its_staged_chunks() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let (u, r) = ada_with_chunks(db.conn(), 0).await;
     let other = resume(db.conn(), u.id, "other").await;
-    stage_resume_chunks(db.conn(), u.id, r.id, &chunks(1, 3))
+    crate::support::stage(db.conn(), u.id, r.id, &chunks(1, 3))
         .await
         .unwrap();
-    stage_resume_chunks(db.conn(), u.id, other.id, &chunks(2, 2))
+    crate::support::stage(db.conn(), u.id, other.id, &chunks(2, 2))
         .await
         .unwrap();
     resumes::delete_resume(db.conn(), u.id, r.id).await.unwrap();
@@ -352,7 +352,7 @@ async fn deleting_a_resume_or_its_owner_deletes_its_staged_chunks() {
 /// left behind, no chunk exists twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_uploads_and_indexers_keep_exactly_the_last_set() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let handle = DbConfig::new(db.url()).connect().await.unwrap();
     let u = user(&handle, "ada").await;
     let mut resumes_ = Vec::new();
@@ -376,11 +376,11 @@ async fn concurrent_uploads_and_indexers_keep_exactly_the_last_set() {
             for round in 0..12_u64 {
                 let set = chunks(100 * w as u64 + round, 1 + (round as usize % 5));
                 last = if round % 3 == 2 {
-                    chunks::replace_resume_chunks(&handle, user_id, resume_id, &set)
+                    crate::support::replace(&handle, user_id, resume_id, &set)
                         .await
                         .unwrap()
                 } else {
-                    stage_resume_chunks(&handle, user_id, resume_id, &set)
+                    crate::support::stage(&handle, user_id, resume_id, &set)
                         .await
                         .unwrap()
                 };
@@ -439,7 +439,7 @@ async fn concurrent_uploads_and_indexers_keep_exactly_the_last_set() {
 
 #[tokio::test]
 async fn a_dropped_indexer_stops_and_loses_nothing() {
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let handle = DbConfig::new(db.url()).connect().await.unwrap();
     let (u, r) = ada_with_chunks(&handle, 0).await;
     let indexer = StagedIndexer::spawn(
@@ -449,7 +449,7 @@ async fn a_dropped_indexer_stops_and_loses_nothing() {
             ..IndexerOptions::default()
         },
     );
-    let ids = stage_resume_chunks(&handle, u.id, r.id, &chunks(1, 3))
+    let ids = crate::support::stage(&handle, u.id, r.id, &chunks(1, 3))
         .await
         .unwrap();
     for _ in 0..200 {
@@ -461,7 +461,7 @@ async fn a_dropped_indexer_stops_and_loses_nothing() {
     assert_eq!(indexer.stats().chunks, 3, "{indexer:?}");
     drop(indexer);
     // Stopped: a new upload stays staged, and is still found.
-    stage_resume_chunks(&handle, u.id, r.id, &chunks(2, 2))
+    crate::support::stage(&handle, u.id, r.id, &chunks(2, 2))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -474,10 +474,10 @@ async fn a_dropped_indexer_stops_and_loses_nothing() {
 #[tokio::test]
 async fn a_failing_batch_is_counted_retried_and_loses_nothing() {
     use sea_orm::ConnectionTrait;
-    let db = TestDatabase::new().await;
+    let db = TestDb::new().await;
     let handle = DbConfig::new(db.url()).connect().await.unwrap();
     let (u, r) = ada_with_chunks(&handle, 0).await;
-    let ids = stage_resume_chunks(&handle, u.id, r.id, &chunks(1, 2))
+    let ids = crate::support::stage(&handle, u.id, r.id, &chunks(1, 2))
         .await
         .unwrap();
     // While the indexed table is missing, every batch fails.

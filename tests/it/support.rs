@@ -2,7 +2,9 @@
 
 use mockinterview_db::profiles::{self, FirebaseUser, Profile};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload, ResumeSummary};
+use mockinterview_db::chunks::{Indexing, ResumeChunks, replace_chunks};
 use mockinterview_db::{Embedding, NewChunk, Store};
+use mockinterview_db::MigratorTrait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use uuid::Uuid;
 
@@ -48,7 +50,7 @@ pub async fn ada_with_chunks<S: Store + ?Sized>(db: &S, n: usize) -> (Profile, R
     let u = user(db, "ada").await;
     let r = resume(db, u.id, "cv").await;
     if n > 0 {
-        mockinterview_db::chunks::replace_resume_chunks(db, u.id, r.id, &chunks(1, n))
+        replace(db, u.id, r.id, &chunks(1, n))
             .await
             .unwrap();
     }
@@ -96,7 +98,7 @@ pub fn cosine(a: &Embedding, b: &Embedding) -> f64 {
 }
 
 /// Runs `sql` and returns the first column of every row as text.
-pub async fn strings(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+pub async fn strings(db: &impl ConnectionTrait, sql: &str) -> Vec<String> {
     db.query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -104,3 +106,138 @@ pub async fn strings(db: &DatabaseConnection, sql: &str) -> Vec<String> {
         .map(|r| r.try_get_by_index::<String>(0).expect("text column"))
         .collect()
 }
+
+/// A migrated database of its own (`test-db`) and a handle to it with the
+/// default configuration: what the library's functions run on.
+pub struct TestDb {
+    db: mockinterview_db::Db,
+    database: test_db::TestDatabase,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        Self::with(test_db::TestDatabase::new().await, |_| {}).await
+    }
+
+    /// A handle to `database`, configured by `tune`.
+    pub async fn with(
+        database: test_db::TestDatabase,
+        tune: impl FnOnce(&mut mockinterview_db::DbConfig),
+    ) -> Self {
+        let mut config = mockinterview_db::DbConfig::new(database.url());
+        tune(&mut config);
+        let db = config.connect().await.expect("connect to the test database");
+        Self { db, database }
+    }
+
+    /// The handle.
+    pub fn conn(&self) -> &mockinterview_db::Db {
+        &self.db
+    }
+
+    /// A bare SeaORM connection, for set-up SQL outside the library.
+    pub fn raw(&self) -> &DatabaseConnection {
+        self.database.conn()
+    }
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = test_db::TestDatabase;
+    fn deref(&self) -> &test_db::TestDatabase {
+        &self.database
+    }
+}
+
+/// Replaces the chunks of one resume, indexed now.
+pub async fn replace<S: Store + ?Sized>(
+    db: &S,
+    user_id: Uuid,
+    resume_id: Uuid,
+    chunks: &[NewChunk],
+) -> mockinterview_db::Result<Vec<Uuid>> {
+    write(db, user_id, resume_id, chunks, Indexing::Now).await
+}
+
+/// Replaces the chunks of one resume, staged for the indexer.
+pub async fn stage<S: Store + ?Sized>(
+    db: &S,
+    user_id: Uuid,
+    resume_id: Uuid,
+    chunks: &[NewChunk],
+) -> mockinterview_db::Result<Vec<Uuid>> {
+    write(db, user_id, resume_id, chunks, Indexing::Deferred).await
+}
+
+async fn write<S: Store + ?Sized>(
+    db: &S,
+    user_id: Uuid,
+    resume_id: Uuid,
+    chunks: &[NewChunk],
+    indexing: Indexing,
+) -> mockinterview_db::Result<Vec<Uuid>> {
+    let set = ResumeChunks {
+        user_id,
+        resume_id,
+        chunks,
+    };
+    Ok(replace_chunks(db, &[set], indexing).await?.remove(0))
+}
+
+/// PgBouncer >= 1.21, transaction mode.
+pub const POOLER_PORT: u16 = 6432;
+
+/// The test database's URL through the transaction-mode pooler. Fails
+/// (never skips) when the pooler is not running.
+pub async fn pooled(db: &test_db::TestDatabase) -> String {
+    if tokio::net::TcpStream::connect(("127.0.0.1", POOLER_PORT))
+        .await
+        .is_err()
+    {
+        panic!(
+            "no PgBouncer listens on 127.0.0.1:{POOLER_PORT}: start it with \
+             `scripts/pooler-up` (or run everything with `scripts/test`)"
+        );
+    }
+    db.db_url().with_port(POOLER_PORT).as_str().to_owned()
+}
+
+/// PgBouncer >= 1.21, session mode.
+pub const SESSION_POOLER_PORT: u16 = 6433;
+
+/// The test database's URL through the session-mode pooler. Fails (never
+/// skips) when the pooler is not running.
+pub async fn session_pooled(db: &test_db::TestDatabase) -> String {
+    if tokio::net::TcpStream::connect(("127.0.0.1", SESSION_POOLER_PORT))
+        .await
+        .is_err()
+    {
+        panic!(
+            "no PgBouncer listens on 127.0.0.1:{SESSION_POOLER_PORT}: start it with \
+             `scripts/pooler-up` (or run everything with `scripts/test`)"
+        );
+    }
+    db.db_url().with_port(SESSION_POOLER_PORT).as_str().to_owned()
+}
+
+/// A database whose tables live in schema `app`, with pgvector installed in
+/// `public` beforehand (as a superuser would on a managed server).
+pub async fn app_schema_database() -> test_db::TestDatabase {
+    let db = test_db::TestDatabase::empty().await;
+    db.conn()
+        .execute_unprepared("CREATE EXTENSION vector SCHEMA public; CREATE SCHEMA app")
+        .await
+        .unwrap();
+    let mut options = sea_orm::ConnectOptions::new(db.url());
+    options.set_schema_search_path("app,public");
+    let migrator = sea_orm::Database::connect(options).await.unwrap();
+    mockinterview_db::Migrator::up(&migrator, None).await.unwrap();
+    migrator.close().await.unwrap();
+    let public_tables = strings(
+        db.conn(),
+        "SELECT count(*)::text FROM pg_tables WHERE schemaname = 'public'",
+    )
+    .await;
+    assert_eq!(public_tables, ["0"], "every table is in app");
+    db
+}
+

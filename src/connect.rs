@@ -1,0 +1,237 @@
+//! Start-up: [`DbConfig::connect`] opens the pools, learns from the primary
+//! what the settings need, and makes the handle. It opens no connection
+//! other than the pool's own: diagnosing why a connection fails (TLS,
+//! `pg_hba.conf`, a pooler's mode) is the migration tool's `doctor`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use pgconn::DbUrl;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::ConnectOptions as _;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, Statement};
+
+use crate::config::{DbConfig, REPLICA_URLS_ENV, parse_url, validate_schema};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::replica::{Replica, Replicas};
+use crate::settings::Settings;
+use crate::store::Backend;
+
+impl DbConfig {
+    /// Opens the pools and checks that the primary answers, within
+    /// [`DbConfig::connect_timeout`]. On that first connection it reads the
+    /// pgvector version and schema, and which settings the role already
+    /// holds ([`crate::settings`]). Replicas are opened lazily and
+    /// monitored: one that is down does not fail `connect` (reads use the
+    /// primary until it is back).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a malformed URL or schema list,
+    /// [`Error::Unavailable`] when the primary cannot be reached or refuses
+    /// the login (with the server's SQLSTATE, see [`Error::sqlstate`]).
+    #[tracing::instrument(skip(self), fields(target = %self.target()))]
+    pub async fn connect(&self) -> Result<Db> {
+        let url = parse_url(&self.url, "DATABASE_URL")?;
+        if let Some(schema) = &self.schema {
+            validate_schema(schema)?;
+        }
+        // Settings given in the URL (`?options=-c name=value`) are applied
+        // like the others: a pooler drops startup options.
+        let url_settings = url
+            .startup_settings()
+            .map_err(|e| Error::Config(format!("DATABASE_URL: {e}")))?;
+        let url = url.without_startup_options();
+        let target = url.target();
+        let pool = self
+            .pool_options(self.acquire_timeout)
+            .connect_lazy_with(self.connect_options(&url));
+        let primary = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+
+        let probe = match tokio::time::timeout(self.connect_timeout, probe(&primary)).await {
+            Ok(probe) => probe.map_err(|e| e.with_target(&target))?,
+            Err(_) => {
+                return Err(Error::Unavailable {
+                    target,
+                    reason: format!(
+                        "no connection within {:?} (DbConfig::connect_timeout): the server is \
+                         down, unreachable or not accepting connections",
+                        self.connect_timeout
+                    ),
+                    source: DbErr::Custom("connect timeout elapsed".into()),
+                });
+            }
+        };
+        let search_path = self
+            .schema
+            .as_deref()
+            .map(|s| search_path(s, probe.vector_schema.as_deref()));
+        // `hnsw.iterative_scan` exists from pgvector 0.8 on.
+        let iterative_scan = probe
+            .pgvector_version
+            .as_deref()
+            .is_none_or(|v| version_at_least(v, (0, 8)));
+        let mut settings = Settings::new(self, url_settings, search_path, iterative_scan);
+        let held = settings
+            .drop_held(&primary)
+            .await
+            .map_err(|e| e.with_target(&target))?;
+        tracing::debug!(
+            ?held,
+            per_transaction = ?settings.statement.iter().chain(&settings.hnsw).map(|(n, _)| n).collect::<Vec<_>>(),
+            "settings"
+        );
+
+        let mut replicas = Vec::with_capacity(self.replica_urls.len());
+        for replica_url in &self.replica_urls {
+            let replica_url = parse_url(replica_url, REPLICA_URLS_ENV)?.without_startup_options();
+            let pool = self.lazy_pool(&replica_url);
+            replicas.push(Arc::new(Replica::new(
+                pool,
+                replica_url.target(),
+                self.replica_retry_after,
+            )));
+        }
+        let replicas = Replicas::start(replicas, primary.clone(), self);
+        Ok(Db::new(Backend {
+            primary,
+            replicas,
+            settings,
+            config: self.clone(),
+            target,
+            primary_reads: AtomicU64::new(0),
+        }))
+    }
+
+    /// What every connection sends at start: the URL's role, database and
+    /// TLS settings and `application_name`; not sqlx's default
+    /// `extra_float_digits` (PostgreSQL 12+ prints floats exactly without
+    /// it, and PgBouncer refuses unknown startup parameters).
+    fn connect_options(&self, url: &DbUrl) -> PgConnectOptions {
+        let options = url
+            .connect_options()
+            .extra_float_digits(None)
+            .application_name(&self.application_name);
+        if self.log_statements {
+            options.log_statements(tracing::log::LevelFilter::Debug)
+        } else {
+            options.disable_statement_logging()
+        }
+    }
+
+    /// Pool limits.
+    fn pool_options(&self, acquire_timeout: Duration) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .acquire_timeout(acquire_timeout)
+            .idle_timeout(self.idle_timeout)
+            .max_lifetime(self.max_lifetime)
+    }
+
+    /// A pool to `url` that connects on first use.
+    fn lazy_pool(&self, url: &DbUrl) -> DatabaseConnection {
+        let pool = self
+            .pool_options(self.replica_acquire_timeout)
+            .connect_lazy_with(self.connect_options(url));
+        SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+    }
+}
+
+impl Db {
+    /// Applies the pending migrations under the migration lock, in the
+    /// handle's schema and with its URL settings
+    /// ([`migration::lock::up_locked_with`]): what an application calls at
+    /// start-up. Instances starting together apply each migration once;
+    /// with nothing pending it only reads, so it also works as an
+    /// application role that may not change the schema, and through a
+    /// transaction-mode pooler.
+    ///
+    /// # Errors
+    /// [`Error::Database`] with the migrator's message (a failed migration
+    /// is rolled back with every migration of the same run).
+    pub async fn migrate(&self) -> Result<()> {
+        let config = self.config();
+        let settings = parse_url(&config.url, "DATABASE_URL")?
+            .startup_settings()
+            .map_err(|e| Error::Config(format!("DATABASE_URL: {e}")))?;
+        let options = migration::lock::RunOptions {
+            schema: config.schema.clone(),
+            settings,
+        };
+        migration::lock::up_locked_with(self.pool(), &options, None)
+            .await
+            .map_err(|e| Error::from(e).with_target(self.target()))
+    }
+}
+
+/// The `search_path` value for a schema list: the list quoted as the
+/// migration tool quotes it, then the `vector` extension's schema when the
+/// list does not name it.
+fn search_path(schema: &str, vector_schema: Option<&str>) -> String {
+    let path = migration::guard::search_path::quote_search_path(schema);
+    match vector_schema {
+        Some(v) => {
+            let quoted = migration::guard::search_path::quote_search_path(v);
+            if path.split(", ").any(|p| p == quoted) {
+                path
+            } else {
+                format!("{path}, {quoted}")
+            }
+        }
+        None => path,
+    }
+}
+
+/// `a.b[.c]` >= `(major, minor)`.
+fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    let mut parts = version
+        .split('.')
+        .map(|p| p.trim().parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
+}
+
+/// What `connect` learns from the primary once.
+struct Probe {
+    pgvector_version: Option<String>,
+    vector_schema: Option<String>,
+}
+
+async fn probe(primary: &DatabaseConnection) -> Result<Probe> {
+    let row = primary
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT e.extversion AS version, n.nspname::text AS schema \
+             FROM (SELECT 1) one \
+             LEFT JOIN pg_extension e ON e.extname = 'vector' \
+             LEFT JOIN pg_namespace n ON n.oid = e.extnamespace",
+        ))
+        .await?
+        .ok_or_else(|| Error::Config("the connection check returned no row".into()))?;
+    Ok(Probe {
+        pgvector_version: row.try_get("", "version")?,
+        vector_schema: row.try_get("", "schema")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_path_quotes_the_list_and_adds_the_extension_schema() {
+        assert_eq!(search_path("app", Some("public")), r#""app", "public""#);
+        assert_eq!(search_path("app,public", Some("public")), r#""app", "public""#);
+        assert_eq!(search_path("app", Some("app")), r#""app""#);
+        assert_eq!(search_path(r#"we"ird"#, None), r#""we""ird""#);
+    }
+
+    #[test]
+    fn pgvector_versions_compare() {
+        assert!(version_at_least("0.8.0", (0, 8)));
+        assert!(version_at_least("0.10.1", (0, 8)));
+        assert!(!version_at_least("0.7.4", (0, 8)));
+    }
+}
