@@ -35,11 +35,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .unwrap_or_else(|| "Rust PostgreSQL vector search".into());
 
-    let db = DbConfig::from_env()?.connect().await?;
-    // Serialized with other instances (also through a transaction-mode
-    // pooler); with nothing pending it only reads, so it also works as an
-    // application role that may not change the schema.
-    db.migrate().await?;
+    let config = DbConfig::from_env()?;
+    // At start-up, as the template of SeaORM's `migration` crate does:
+    // serialized with other instances (also through a transaction-mode
+    // pooler), in the configured schema; with nothing pending it only
+    // reads, so it also works as an application role that may not change
+    // the schema.
+    let owner = sea_orm::Database::connect(config.url.as_str()).await?;
+    let run = migration::lock::RunOptions {
+        schema: config.schema.clone(),
+        settings: Vec::new(),
+    };
+    migration::lock::up_locked_with(&owner, &run, None).await?;
+    owner.close().await?;
+    let db = config.connect().await?;
     let ready = mockinterview_db::health::require_pgvector(&db).await?;
     println!(
         "connected: PostgreSQL {}, pgvector {}",
@@ -88,7 +97,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         resume_id: resume.id,
         chunks: &new_chunks,
     };
-    let ids = chunks::replace_chunks(&db, &[set], Indexing::Now).await?.remove(0);
+    let ids = chunks::replace_chunks(&db, &[set], Indexing::Now)
+        .await?
+        .remove(0);
     println!("stored {} chunks", ids.len());
 
     let query = SearchQuery::new(embed(&query_text)?, 3, SearchScope::User(user.id));
@@ -102,7 +113,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // answers after the COPY, the chunks are searchable at once, and a
     // background `StagedIndexer` moves them into the HNSW index.
     let indexer = staged::StagedIndexer::spawn(db.clone(), staged::IndexerOptions::default());
-    let staged_ids = chunks::replace_chunks(&db, &[set], Indexing::Deferred).await?.remove(0);
+    let staged_ids = chunks::replace_chunks(&db, &[set], Indexing::Deferred)
+        .await?
+        .remove(0);
     let hits = chunks::search_chunks(&db, &query).await?;
     println!(
         "\nstaged {} chunks (replacing the {} above); searchable at once: {} hits",

@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
+use pgconn::copy::Encoder;
+
 use crate::embedding::Embedding;
 use crate::error::{Error, Result};
 use crate::settings::Op;
@@ -388,19 +390,16 @@ async fn copy_sets(
     let mut copy = tx.copy_in_raw(table.copy_sql()).await.map_err(sqlx_err)?;
     // Stream in pieces of about 1 MiB: bounded memory, and the server
     // starts inserting while the rest is encoded.
-    let mut buf = copy_header();
+    let mut enc = Encoder::new();
     for (set, set_ids) in sets.iter().zip(ids) {
         for (chunk, id) in set.chunks.iter().zip(set_ids) {
-            encode_row(&mut buf, set.user_id, set.resume_id, chunk, *id)?;
-            if buf.len() >= COPY_SEND_BYTES {
-                copy.send(std::mem::take(&mut buf))
-                    .await
-                    .map_err(sqlx_err)?;
+            encode_row(&mut enc, set.user_id, set.resume_id, chunk, *id)?;
+            if enc.is_full() {
+                copy.send(enc.take()).await.map_err(sqlx_err)?;
             }
         }
     }
-    buf.extend_from_slice(&(-1_i16).to_be_bytes()); // trailer
-    copy.send(buf).await.map_err(sqlx_err)?;
+    copy.send(enc.finish()).await.map_err(sqlx_err)?;
     copy.finish().await.map_err(sqlx_err)?;
     Ok(())
 }
@@ -418,9 +417,6 @@ fn resume_lock_key(resume_id: Uuid) -> i64 {
 /// 16 hex digits as a big-endian signed 64-bit integer.
 pub(crate) const RESUME_LOCK_KEY_SQL: &str =
     "('x' || left(replace(resume_id::text, '-', ''), 16))::bit(64)::bigint";
-
-/// Size of the pieces a `COPY` is sent in.
-const COPY_SEND_BYTES: usize = 1 << 20;
 
 /// The resume's chunks, as stored, in no particular order. Metadata nested
 /// deeper than [`METADATA_READ_DEPTH`] (written by another service) comes
@@ -776,17 +772,9 @@ fn decode_metadata(raw: Option<String>, chunk: Uuid) -> Option<Json> {
 }
 
 /// The header of PostgreSQL's binary `COPY` format.
-fn copy_header() -> Vec<u8> {
-    let mut buf = Vec::with_capacity(COPY_SEND_BYTES + 8192);
-    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    buf.extend_from_slice(&0_i32.to_be_bytes()); // flags
-    buf.extend_from_slice(&0_i32.to_be_bytes()); // header extension length
-    buf
-}
-
-/// Appends one `(id, text, metadata, embedding)` row in binary `COPY` format.
+/// Appends one `(id, text, metadata, embedding)` row.
 fn encode_row(
-    buf: &mut Vec<u8>,
+    enc: &mut Encoder,
     user_id: Uuid,
     resume_id: Uuid,
     chunk: &NewChunk,
@@ -802,31 +790,12 @@ fn encode_row(
         field: "metadata",
         reason: e.to_string(),
     })?;
-    buf.extend_from_slice(&4_i16.to_be_bytes()); // field count
-    field(buf, id.as_bytes());
-    field(buf, chunk.text.as_bytes());
-    // jsonb binary format: version byte 1, then the JSON text.
-    buf.extend_from_slice(&len_i32(metadata.len() + 1).to_be_bytes());
-    buf.push(1);
-    buf.extend_from_slice(&metadata);
-    // vector binary format: int16 dimensions, int16 unused, float4 values.
-    let values = chunk.embedding.as_slice();
-    buf.extend_from_slice(&len_i32(4 + values.len() * 4).to_be_bytes());
-    buf.extend_from_slice(&(values.len() as i16).to_be_bytes()); // 768, validated
-    buf.extend_from_slice(&0_i16.to_be_bytes());
-    for v in values {
-        buf.extend_from_slice(&v.to_be_bytes());
-    }
+    enc.row(4)
+        .uuid(&id)
+        .text(Some(&chunk.text))
+        .jsonb(&metadata)
+        .vector(chunk.embedding.as_slice());
     Ok(())
-}
-
-fn len_i32(len: usize) -> i32 {
-    i32::try_from(len).unwrap_or(i32::MAX)
-}
-
-fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
-    buf.extend_from_slice(&len_i32(bytes.len()).to_be_bytes());
-    buf.extend_from_slice(bytes);
 }
 
 fn sqlx_err(e: sqlx::Error) -> Error {

@@ -58,7 +58,7 @@ pub struct DbConfig {
     /// tables live in the first. The schema of the `vector` extension is
     /// appended when it is not in the list. The same list, parsed the same
     /// way, as the migration tool's `-s` / `DATABASE_SCHEMA`
-    /// ([`migration::guard::search_path::quote_search_path`]). From
+    /// ([`pgconn::quote_search_path`]). From
     /// `DATABASE_SCHEMA` in [`DbConfig::from_env`].
     pub schema: Option<String>,
     /// `hnsw.ef_search` of whole-table (HNSW) searches: the candidate list
@@ -187,9 +187,11 @@ pub(crate) fn parse_url(url: &str, what: &str) -> Result<DbUrl> {
 /// empty lists, control characters and names over 63 bytes are refused up
 /// front.
 pub(crate) fn validate_schema(schema: &str) -> Result<()> {
-    let names: Vec<&str> = schema.split(',').map(|s| s.trim().trim_matches('"')).collect();
-    if names.iter().all(|n| n.is_empty())
-        || names.iter().any(|n| n.len() > 63 || n.chars().any(char::is_control))
+    let names = pgconn::split_schemas(schema);
+    if names.is_empty()
+        || names
+            .iter()
+            .any(|n| n.trim_matches('"').len() > 63 || n.chars().any(char::is_control))
     {
         return Err(Error::Config(format!(
             "invalid schema list {schema:?} (DbConfig::schema / DATABASE_SCHEMA): use the \

@@ -8,9 +8,11 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use pgconn::DbUrl;
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::ConnectOptions as _;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, Statement};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, Statement,
+};
 
 use crate::config::{DbConfig, REPLICA_URLS_ENV, parse_url, validate_schema};
 use crate::db::Db;
@@ -139,41 +141,14 @@ impl DbConfig {
     }
 }
 
-impl Db {
-    /// Applies the pending migrations under the migration lock, in the
-    /// handle's schema and with its URL settings
-    /// ([`migration::lock::up_locked_with`]): what an application calls at
-    /// start-up. Instances starting together apply each migration once;
-    /// with nothing pending it only reads, so it also works as an
-    /// application role that may not change the schema, and through a
-    /// transaction-mode pooler.
-    ///
-    /// # Errors
-    /// [`Error::Database`] with the migrator's message (a failed migration
-    /// is rolled back with every migration of the same run).
-    pub async fn migrate(&self) -> Result<()> {
-        let config = self.config();
-        let settings = parse_url(&config.url, "DATABASE_URL")?
-            .startup_settings()
-            .map_err(|e| Error::Config(format!("DATABASE_URL: {e}")))?;
-        let options = migration::lock::RunOptions {
-            schema: config.schema.clone(),
-            settings,
-        };
-        migration::lock::up_locked_with(self.pool(), &options, None)
-            .await
-            .map_err(|e| Error::from(e).with_target(self.target()))
-    }
-}
-
 /// The `search_path` value for a schema list: the list quoted as the
 /// migration tool quotes it, then the `vector` extension's schema when the
 /// list does not name it.
 fn search_path(schema: &str, vector_schema: Option<&str>) -> String {
-    let path = migration::guard::search_path::quote_search_path(schema);
+    let path = pgconn::quote_search_path(schema);
     match vector_schema {
         Some(v) => {
-            let quoted = migration::guard::search_path::quote_search_path(v);
+            let quoted = pgconn::quote_search_path(v);
             if path.split(", ").any(|p| p == quoted) {
                 path
             } else {
@@ -223,7 +198,10 @@ mod tests {
     #[test]
     fn search_path_quotes_the_list_and_adds_the_extension_schema() {
         assert_eq!(search_path("app", Some("public")), r#""app", "public""#);
-        assert_eq!(search_path("app,public", Some("public")), r#""app", "public""#);
+        assert_eq!(
+            search_path("app,public", Some("public")),
+            r#""app", "public""#
+        );
         assert_eq!(search_path("app", Some("app")), r#""app""#);
         assert_eq!(search_path(r#"we"ird"#, None), r#""we""ird""#);
     }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult,
-    IsolationLevel, QueryResult, Statement, TransactionError, TransactionOptions,
-    TransactionSession, TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
+    QueryResult, Statement, TransactionError, TransactionOptions, TransactionSession,
+    TransactionTrait,
 };
 
 use crate::config::DbConfig;
@@ -85,12 +85,6 @@ impl Db {
     /// elsewhere.
     pub fn primary(&self) -> Primary<'_> {
         Primary { db: self }
-    }
-
-    /// The primary's pool, without the handle's settings: for
-    /// [`Db::migrate`], which sets its own per transaction.
-    pub(crate) fn pool(&self) -> &sea_orm::DatabaseConnection {
-        &self.inner.primary
     }
 
     /// The configuration this handle was made from.
@@ -200,7 +194,6 @@ impl Session {
     pub fn db(&self) -> &Db {
         &self.db
     }
-
 }
 
 impl std::fmt::Debug for Session {
@@ -236,10 +229,7 @@ impl Store for Primary<'_> {
 // same settings and call timeout as the data functions.
 
 /// `fut`, abandoned after the handle's call timeout.
-async fn bounded<T>(
-    db: &Db,
-    fut: impl Future<Output = Result<T, DbErr>>,
-) -> Result<T, DbErr> {
+async fn bounded<T>(db: &Db, fut: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
     match db.inner.settings.call_timeout {
         Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
             Err(DbErr::Custom(format!(
@@ -370,9 +360,7 @@ impl ConnectionTrait for Db {
 /// Runs `callback` in `txn`, then commits, or rolls back on error.
 async fn run_in<T, E, F>(txn: Transaction, callback: F) -> Result<T, TransactionError<E>>
 where
-    F: for<'c> FnOnce(
-            &'c Transaction,
-        ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+    F: for<'c> FnOnce(&'c Transaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
         + Send,
     T: Send,
     E: std::fmt::Display + std::fmt::Debug + Send,

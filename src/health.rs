@@ -146,4 +146,3 @@ pub async fn effective_settings<S: Store + ?Sized>(db: &S) -> Result<EffectiveSe
         })
         .await
 }
-

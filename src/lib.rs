@@ -2,7 +2,8 @@
 //!
 //! Applications import this crate (and the [`entity`] crate it re-exports)
 //! to connect, read and write profiles, preferences, resumes and resume
-//! chunks. The schema is created by the `migration` crate ([`Migrator`]).
+//! chunks. The schema is created by the workspace's `migration` crate
+//! (its `Migrator`, or the `migration` command of `migration-tool`).
 //!
 //! Modules, in dependency order (each uses only those above it):
 //!
@@ -70,6 +71,5 @@ pub use db::{Db, Primary, ReadToken, Session, Transaction};
 pub use embedding::Embedding;
 pub use entity;
 pub use error::{Error, Result};
-pub use migration::{self, Migrator, MigratorTrait};
 pub use replica::Replica;
 pub use store::Store;

@@ -95,18 +95,9 @@ impl PreferencesUpdate {
         if let Some(langs) = self.languages.take() {
             let mut out: Vec<String> = Vec::with_capacity(langs.len());
             for lang in langs {
-                let lang = lang.trim();
-                LANGUAGE.check(lang)?;
-                if lang.is_empty() || lang.chars().count() > MAX_LANGUAGE_CHARS {
-                    return Err(Error::Validation {
-                        field: "languages",
-                        reason: format!(
-                            "each language must be 1 to {MAX_LANGUAGE_CHARS} characters, got `{lang}`"
-                        ),
-                    });
-                }
-                if !out.iter().any(|l| l.eq_ignore_ascii_case(lang)) {
-                    out.push(lang.to_owned());
+                let lang = check_language(&lang)?;
+                if !out.iter().any(|l| l.eq_ignore_ascii_case(&lang)) {
+                    out.push(lang);
                 }
             }
             if out.len() > MAX_LANGUAGES {
@@ -126,6 +117,27 @@ impl PreferencesUpdate {
             && self.languages.is_none()
             && self.theme.is_none()
     }
+}
+
+/// One language entry as stored: trimmed, 1 to [`MAX_LANGUAGE_CHARS`]
+/// characters on one line (no control or invisible-only text, no NUL).
+/// Lists also drop duplicates ignoring ASCII case (the first spelling
+/// wins) and hold at most [`MAX_LANGUAGES`] entries.
+///
+/// # Errors
+/// [`Error::Validation`] (field `languages`) naming the rule broken.
+pub fn check_language(lang: &str) -> Result<String> {
+    let lang = lang.trim();
+    LANGUAGE.check(lang)?;
+    if lang.is_empty() || lang.chars().count() > MAX_LANGUAGE_CHARS {
+        return Err(Error::Validation {
+            field: "languages",
+            reason: format!(
+                "each language must be 1 to {MAX_LANGUAGE_CHARS} characters, got `{lang}`"
+            ),
+        });
+    }
+    Ok(lang.to_owned())
 }
 
 /// Parses `easy`, `medium` or `hard` (e.g. from a request body).

@@ -125,7 +125,8 @@ impl Settings {
             ))
             .await;
         txn.rollback().await?;
-        let row = row?.ok_or_else(|| crate::Error::Config("the settings check returned no row".into()))?;
+        let row =
+            row?.ok_or_else(|| crate::Error::Config("the settings check returned no row".into()))?;
         let mut held = Vec::new();
         for (i, (name, _)) in all.iter().enumerate() {
             let before: Option<String> = row.try_get_by_index(2 * i)?;
@@ -277,11 +278,18 @@ mod tests {
         let held = s.drop_held(&pool().await).await.unwrap();
         assert_eq!(held, ["statement_timeout", "hnsw.ef_search"]);
         assert!(s.statement.is_empty());
-        assert_eq!(s.hnsw, [("hnsw.iterative_scan".to_owned(), "strict_order".to_owned())]);
+        assert_eq!(
+            s.hnsw,
+            [("hnsw.iterative_scan".to_owned(), "strict_order".to_owned())]
+        );
     }
 
     fn settings(statement: &[(&str, &str)], ef: Option<u32>) -> Settings {
-        let own = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let own = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
         let mut hnsw: Vec<(String, String)> = Vec::new();
         if let Some(ef) = ef {
             hnsw.push(("hnsw.ef_search".into(), ef.to_string()));
@@ -300,7 +308,10 @@ mod tests {
     fn plain_calls_get_only_statement_settings() {
         let s = settings(&[("statement_timeout", "5000ms")], Some(40));
         let (values, computed) = s.for_op(Op::Plain);
-        assert_eq!(values, vec![("statement_timeout".to_owned(), "5000ms".to_owned())]);
+        assert_eq!(
+            values,
+            vec![("statement_timeout".to_owned(), "5000ms".to_owned())]
+        );
         assert!(computed.is_none());
         let (values, computed) = s.for_op(Op::HnswSearch { k: 10 });
         assert_eq!(values.len(), 3);

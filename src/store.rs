@@ -171,7 +171,12 @@ impl<'a> Route<'a> {
             } = self.kind
                 && let Some(replica) = backend
                     .replicas
-                    .pick(session.map(|l| Lsn(l.load(Ordering::Acquire))).filter(|l| l.0 != 0), &backend.config)
+                    .pick(
+                        session
+                            .map(|l| Lsn(l.load(Ordering::Acquire)))
+                            .filter(|l| l.0 != 0),
+                        &backend.config,
+                    )
                     .await
             {
                 let base = Base::Pool(Cow::Owned(replica.conn().clone()));

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mockinterview_db::{DbConfig, Migrator, MigratorTrait};
+use migration::{Migrator, MigratorTrait};
+use mockinterview_db::DbConfig;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 use test_db::{TestDatabase, template_name};
 use tokio_postgres::Client;
@@ -31,12 +32,17 @@ async fn scratch_cycle(
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
-    let mut config = DbConfig::new(ctx.admin_url.with_database(name).as_str());
+    let url = ctx.admin_url.with_database(name);
+    // Migrated as an application does at start-up (SeaORM's Migrator on a
+    // connection of its own), then the library's handle.
+    let m = Instant::now();
+    let owner = sea_orm::Database::connect(url.as_str()).await?;
+    Migrator::up(&owner, None).await?;
+    owner.close().await?;
+    let migrate = m.elapsed();
+    let mut config = DbConfig::new(url.as_str());
     config.max_connections = 5;
     let db = config.connect().await?;
-    let m = Instant::now();
-    Migrator::up(&db, None).await?;
-    let migrate = m.elapsed();
     db.execute_unprepared(FIRST_QUERY).await?;
     db.close().await.ok();
     admin
@@ -293,14 +299,14 @@ pub async fn fixture(ctx: &mut Ctx, admin: &Client) -> Result<(), BoxError> {
 /// It is not built from here: a nested `cargo build` inside `cargo run`
 /// sees a different environment and rebuilds half the dependency tree. The
 /// documented command builds both binaries together:
-/// `cargo build --release -p migration -p mockinterview-bench`.
+/// `cargo build --release -p migration-tool -p mockinterview-bench`.
 pub fn migration_binary() -> Option<PathBuf> {
     let dir = std::env::current_exe().ok()?.parent()?.to_path_buf();
     let bin = dir.join("migration");
     if !bin.exists() {
         progress(&format!(
             "{} is missing: the migration CLI is not measured (build it with \
-             `cargo build --release -p migration -p mockinterview-bench`)",
+             `cargo build --release -p migration-tool -p mockinterview-bench`)",
             bin.display()
         ));
     }
@@ -350,7 +356,7 @@ pub async fn migrate(ctx: &mut Ctx, admin: &Client, bin: Option<PathBuf>) -> Res
         ctx.report.info(
             "migrate",
             "6",
-            "migration CLI: binary not found (build it with `cargo build --release -p migration -p mockinterview-bench`)",
+            "migration CLI: binary not found (build it with `cargo build --release -p migration-tool -p mockinterview-bench`)",
             "not measured",
             "",
         );

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt, pin_mut};
-use migration::import::{ImportOptions, import};
 use migration::{Migrator, MigratorTrait};
+use migration_tool::import::{ImportOptions, import};
 use pgconn::DbUrl;
 use tokio_postgres::Client;
 
@@ -28,7 +28,7 @@ const LEGACY: &str = "mi_import_bench_legacy";
 const TARGET: &str = "mi_import_bench_target";
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migration/tests/fixtures/legacy")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tool/tests/fixtures/legacy")
 }
 
 fn psql(url: &str, args: &[&str]) -> Result<(), BoxError> {

@@ -3,12 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use mockinterview_db::chunks::{ResumeChunks, replace_chunks_bulk, replace_resume_chunks};
+use mockinterview_db::chunks::{Indexing, ResumeChunks, replace_chunks};
 use mockinterview_db::profiles::{FirebaseUser, upsert_profile};
 use mockinterview_db::resumes::{NewResume, PdfUpload, create_resume};
-use mockinterview_db::staged::{
-    IndexerOptions, StagedIndexer, stage_resume_chunks, staged_backlog,
-};
+use mockinterview_db::staged::{IndexerOptions, StagedIndexer, staged_backlog};
 use mockinterview_db::{Embedding, NewChunk};
 use uuid::Uuid;
 
@@ -70,7 +68,7 @@ fn library_chunks(ctx: &Ctx, u: &User) -> Result<Vec<NewChunk>, BoxError> {
         .collect()
 }
 
-/// Resumes per `replace_chunks_bulk` call in the bulk import (its docs
+/// Resumes per `replace_chunks` (bulk) call in the bulk import (its docs
 /// suggest batches of a few thousand resumes; 1000 resumes ≈ 50k chunks).
 const BULK_BATCH_RESUMES: usize = 1000;
 
@@ -151,8 +149,8 @@ pub async fn bulk(ctx: &mut Ctx) -> Result<(), BoxError> {
     const BULK_PATHS: [&str; 4] = [
         "binary COPY (tokio-postgres)",
         "500-row INSERT, text vectors",
-        "library replace_resume_chunks, one resume per call",
-        "library replace_chunks_bulk",
+        "library replace_chunks (Indexing::Now), one resume per call",
+        "library replace_chunks (bulk)",
     ];
     let mut secs: Vec<Vec<f64>> = vec![Vec::new(); BULK_PATHS.len()];
     let mut prep_s: Vec<f64> = Vec::new();
@@ -187,16 +185,16 @@ pub async fn bulk(ctx: &mut Ctx) -> Result<(), BoxError> {
                     }
                 }
                 2 => {
-                    // One resume per call (`replace_resume_chunks`, what an
+                    // One resume per call (`replace_chunks` (`Indexing::Now`), what an
                     // upload does).
                     for u in &users[..cut] {
                         let chunks = library_chunks(ctx, u)?;
-                        replace_resume_chunks(&ctx.db, u.id, u.resume_id, &chunks).await?;
+                        replace_one(&ctx.db, u.id, u.resume_id, &chunks, Indexing::Now).await?;
                         ticker.add(u.len);
                     }
                 }
                 _ => {
-                    // `replace_chunks_bulk`, batches of resumes.
+                    // `replace_chunks` (bulk), batches of resumes.
                     let mut prep = Duration::ZERO;
                     for batch in users[..cut].chunks(BULK_BATCH_RESUMES) {
                         let pt = Instant::now();
@@ -214,7 +212,7 @@ pub async fn bulk(ctx: &mut Ctx) -> Result<(), BoxError> {
                                 chunks: c,
                             })
                             .collect();
-                        replace_chunks_bulk(&ctx.db, &sets).await?;
+                        replace_chunks(&ctx.db, &sets, Indexing::Now).await?;
                         ticker.add(batch.iter().map(|u| u.len).sum());
                     }
                     prep_s.push(prep.as_secs_f64());
@@ -246,7 +244,7 @@ pub async fn bulk(ctx: &mut Ctx) -> Result<(), BoxError> {
     let what = format!(
         "bulk import ({subset}, {cut} resumes, HNSW built afterwards), chunks/s, median (min–max) of {rounds} rounds in rotated order"
     );
-    let bulk = format!("library `replace_chunks_bulk` ({BULK_BATCH_RESUMES} resumes per call)");
+    let bulk = format!("library `replace_chunks` (bulk) ({BULK_BATCH_RESUMES} resumes per call)");
     let ratio_bulk_copy = median(&vs_copy);
     let ratio_bulk_insert = median(&vs_insert);
     ctx.report.row(
@@ -276,7 +274,7 @@ pub async fn bulk(ctx: &mut Ctx) -> Result<(), BoxError> {
     ctx.report.info(
         "ingest",
         "1a",
-        format!("{what}: library `replace_resume_chunks`, one resume per call (transaction each), vs binary COPY / vs INSERT"),
+        format!("{what}: library `replace_chunks` (`Indexing::Now`), one resume per call (transaction each), vs binary COPY / vs INSERT"),
         spread(&rates[2], fmt_int),
         format!(
             "{} COPY, {} INSERT",
@@ -438,7 +436,7 @@ async fn upload(ctx: &Ctx, path: Path, u: &Upload) -> Result<(Duration, Duration
     match path {
         Path::Library => {
             let chunks = upload_chunks(u)?;
-            replace_resume_chunks(&ctx.db, u.user_id, u.resume_id, &chunks).await?;
+            replace_one(&ctx.db, u.user_id, u.resume_id, &chunks, Indexing::Now).await?;
             stmt = t.elapsed();
         }
         Path::Copy => {
@@ -569,7 +567,7 @@ pub async fn steady(ctx: &mut Ctx) -> Result<(), BoxError> {
         "steady",
         "1b",
         format!(
-            "steady state at {} rows: library `replace_resume_chunks` p50, absolute",
+            "steady state at {} rows: library `replace_chunks` (`Indexing::Now`) p50, absolute",
             fmt_int(ctx.corpus.len() as f64)
         ),
         format!("{} ms", spread(&lib_p50s, fmt_ms)),
@@ -630,7 +628,7 @@ pub async fn steady(ctx: &mut Ctx) -> Result<(), BoxError> {
         "| path | p50 ms | p95 ms | p99 ms | mean ms | statement-only mean ms | ms per chunk |\n|---|---|---|---|---|---|---|\n",
     );
     let names = [
-        "library `replace_resume_chunks` (lock, delete, binary COPY, commit)",
+        "library `replace_chunks` (`Indexing::Now`) (lock, delete, binary COPY, commit)",
         "tokio-postgres binary COPY (BEGIN, COPY, COMMIT)",
         "tokio-postgres, library's transaction (lock, delete, COPY, commit)",
         "tokio-postgres multi-row INSERT, text vectors (LangChain)",
@@ -659,7 +657,7 @@ pub async fn steady(ctx: &mut Ctx) -> Result<(), BoxError> {
     staged(ctx, &lens, WARMUP, &lib_p50s).await
 }
 
-/// 1b: the same uploads staged (`stage_resume_chunks`, migration 009) while
+/// 1b: the same uploads staged (`replace_chunks` (`Indexing::Deferred`), migration 009) while
 /// a `StagedIndexer` of the same pool moves them into the HNSW index. The
 /// uploads follow each other without pause, so after the first the indexer
 /// is always busy on the same 2 cores: the worst case for the upload. Then
@@ -688,7 +686,7 @@ async fn staged(
     for (i, u) in list.iter().enumerate() {
         let chunks = upload_chunks(u)?;
         let t = Instant::now();
-        stage_resume_chunks(&ctx.db, u.user_id, u.resume_id, &chunks).await?;
+        replace_one(&ctx.db, u.user_id, u.resume_id, &chunks, Indexing::Deferred).await?;
         if i >= warmup {
             up.push(t.elapsed());
         }
@@ -711,7 +709,7 @@ async fn staged(
         "steady",
         "1b",
         format!(
-            "steady state at {} rows: staged upload `stage_resume_chunks` p50 (same resumes, a `StagedIndexer` moving them meanwhile); median (min–max) of {} rounds",
+            "steady state at {} rows: staged upload `replace_chunks` (`Indexing::Deferred`) p50 (same resumes, a `StagedIndexer` moving them meanwhile); median (min–max) of {} rounds",
             fmt_int(ctx.corpus.len() as f64),
             up_r.len()
         ),
@@ -721,7 +719,7 @@ async fn staged(
             fmt_ms(up.pct_ms(95.0))
         ),
         format!(
-            "{} ms (`replace_resume_chunks`, above): {:.2}×",
+            "{} ms (`replace_chunks` (`Indexing::Now`), above): {:.2}×",
             fmt_ms(median(lib_p50s)),
             median(&up_p50s) / median(lib_p50s)
         ),
@@ -748,4 +746,20 @@ async fn staged(
         format!("{} failed batches", stats.errors),
     );
     Ok(())
+}
+
+/// One resume's chunks replaced through the library's one chunk writer.
+async fn replace_one(
+    db: &mockinterview_db::Db,
+    user_id: Uuid,
+    resume_id: Uuid,
+    chunks: &[mockinterview_db::NewChunk],
+    indexing: Indexing,
+) -> mockinterview_db::Result<Vec<Uuid>> {
+    let set = ResumeChunks {
+        user_id,
+        resume_id,
+        chunks,
+    };
+    Ok(replace_chunks(db, &[set], indexing).await?.remove(0))
 }

@@ -2,7 +2,7 @@
 //! PostgreSQL in one run (issue 5). See BENCHMARKS.md.
 //!
 //! ```bash
-//! cargo build --release -p migration -p mockinterview-bench \
+//! cargo build --release -p migration-tool -p mockinterview-bench \
 //!   && target/release/mockinterview-bench --scale quick
 //! ```
 //!
@@ -30,8 +30,8 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use migration::MigratorTrait;
 use mockinterview_db::DbConfig;
-use mockinterview_db::MigratorTrait;
 use pgconn::DbUrl;
 use uuid::Uuid;
 
@@ -283,6 +283,9 @@ pub struct Ctx {
     /// The library's handle (DbConfig::new(url).connect(): ef_search from
     /// the table's size).
     pub db: mockinterview_db::Db,
+    /// A bare SeaORM pool to the benchmark database (no library settings):
+    /// what LangChain-style plain queries run on, for the baselines.
+    pub pool: sea_orm::DatabaseConnection,
     /// A raw tokio-postgres connection to the benchmark database.
     pub raw: tokio_postgres::Client,
     /// pgvector's `vector` type in this database.
@@ -410,8 +413,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
             .batch_execute(&format!("CREATE DATABASE {db_name}"))
             .await?;
     }
+    let owner = sea_orm::Database::connect(url.as_str()).await?;
+    migration::Migrator::up(&owner, None).await?;
+    owner.close().await?;
     let db = DbConfig::new(url.clone()).connect().await?;
-    mockinterview_db::Migrator::up(&db, None).await?;
     let raw_client = raw::connect(&url).await?;
     let vector_ty = raw::vector_type(&raw_client).await?;
 
@@ -431,6 +436,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Corpus::generate(0, 1, args.seed)
     };
     let n = corpus.len();
+    let pool = sea_orm::Database::connect(url.as_str()).await?;
     let mut ctx = Ctx {
         db_ids: corpus.ids.clone(),
         index_of: HashMap::new(),
@@ -439,6 +445,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         url,
         db_name: db_name.clone(),
         db,
+        pool,
         raw: raw_client,
         vector_ty,
         corpus,

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use mockinterview_db::chunks::{SearchQuery, SearchScope, search_chunks};
-use mockinterview_db::config::DEFAULT_HNSW_EF_SEARCH;
+use mockinterview_db::tuning::EF_SEARCH_BASE;
 use mockinterview_db::tuning::ef_search_for;
 use mockinterview_db::{DbConfig, Embedding};
 use pgvector::Vector;
@@ -211,7 +211,7 @@ pub async fn scoped(ctx: &mut Ctx) -> Result<(), BoxError> {
                     }]
                     .0;
                     pool_query(
-                        &ctx.db,
+                        &ctx.pool,
                         sql,
                         vec![vector.clone().into(), uid.clone().into()],
                     )
@@ -460,7 +460,7 @@ pub async fn global(ctx: &mut Ctx) -> Result<(), BoxError> {
             "| {ef}{} | {r:.4} | {} | {} | {} | {} | {plan} |\n",
             if ef == policy {
                 " (library policy)"
-            } else if ef == DEFAULT_HNSW_EF_SEARCH {
+            } else if ef == EF_SEARCH_BASE {
                 " (old fixed default)"
             } else {
                 ""
@@ -522,7 +522,7 @@ pub async fn global(ctx: &mut Ctx) -> Result<(), BoxError> {
                 }
             } else {
                 pool_query_with_ef(
-                    db,
+                    &ctx.pool,
                     GLOBAL_SQL,
                     vec![vector.clone().into(), (K as i64).into()],
                     policy,

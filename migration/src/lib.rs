@@ -1,37 +1,31 @@
-//! Schema migrations for the mock-interview database.
+//! Schema migrations for the mock-interview database, in the shape of
+//! SeaORM's `migration` template: the migrations and the [`Migrator`],
+//! with the guard rails every run goes through.
 //!
 //! | module | what | changes? |
 //! |---|---|---|
 //! | `migrations` (private) | the released migrations, m001 to m005, m007 to m009 (006 was never released) | **frozen**: never edited once applied; new ones are appended |
 //! | [`Migrator`] | the list, each migration wrapped with the guard rails | when a migration is added |
-//! | [`guard`] | running safely: [`lock`] (one migrator at a time, one transaction per run, through poolers too), [`safety`] (lock timeout, data-loss guard), [`foreign_schema`] (`up` never adopts another schema), [`pgvector_check`], [`search_path`] (schema per transaction), [`roles`] (owner / application role split) | living tooling |
-//! | [`schema`] | describing and checking the schema: [`expected`] (what the migrations produce), [`catalog`] (snapshots and their diff), [`verify`], [`dry_run`], [`status`] (read-only status, [`ensure_schema_current`]) | living tooling |
-//! | [`import`] | `migration import`: copying a database of the TypeScript app into this schema | living tooling |
-//! | `cli` (feature `cli`) | the `migration` binary's command line | living tooling |
+//! | [`guard`] | running safely: [`lock`] (one migrator at a time, one transaction per run, through poolers too), [`safety`] (lock timeout, data-loss guard), [`foreign_schema`] (`up` never adopts another schema), [`pgvector_check`], [`search_path`] (schema per transaction) | living code |
+//! | [`schema`] | what the migrations produce and what a database has: [`expected`], [`catalog`] (snapshots and their diff), [`status`] ([`ensure_schema_current`]), [`detect`] (the TypeScript app's schema versions) | living code |
 //!
-//! Run it with `cargo run -p migration -- <command>` or
-//! `sea-orm-cli migrate <command>`; from an application, call
+//! The command line (`migration up`, `verify`, `import`, `doctor`, ...) is
+//! the `migration-tool` crate. From an application, call
 //! [`lock::up_locked`] at start-up (as the schema's owner), or
 //! [`ensure_schema_current`] (as an application role that may not change
-//! the schema). Applications that only run [`Migrator`]
-//! depend on this crate with `default-features = false`, which leaves out
-//! the command line's dependencies (clap, sea-orm-cli, tracing-subscriber).
+//! the schema).
 
 pub use sea_orm_migration::prelude::*;
 
 pub mod guard;
-pub mod import;
 mod migrations;
 mod migrator;
 pub mod schema;
 
-#[cfg(feature = "cli")]
-pub mod cli;
-
-pub use guard::{foreign_schema, lock, pgvector_check, roles, safety, search_path};
+pub use guard::{foreign_schema, lock, pgvector_check, safety, search_path};
 pub use migrator::Migrator;
 pub use schema::status::ensure_schema_current;
-pub use schema::{catalog, dry_run, expected, status, verify};
+pub use schema::{catalog, detect, expected, status};
 
 /// A stable 64-bit fingerprint of the migration names and sources.
 ///
@@ -40,4 +34,14 @@ pub use schema::{catalog, dry_run, expected, status, verify};
 /// reused.
 pub fn schema_fingerprint() -> u64 {
     migrations::fingerprint()
+}
+
+/// The names of the released migrations, in order (`m001_user_profiles`,
+/// ...): the list tests and documentation are generated from.
+pub fn migration_names() -> Vec<String> {
+    use sea_orm_migration::MigratorTrait as _;
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
 }

@@ -3,10 +3,10 @@
 
 use std::collections::HashSet;
 
+use crate::support::TestDb;
 use mockinterview_db::chunks::{self, search_chunks};
 use mockinterview_db::{Embedding, Error, NewChunk, SearchQuery, SearchScope};
 use serde_json::json;
-use crate::support::TestDb;
 
 use uuid::Uuid;
 
@@ -302,7 +302,7 @@ async fn k_out_of_range_is_a_validation_error() {
 
 #[tokio::test]
 async fn bulk_replace_covers_many_resumes_in_one_transaction() {
-    use mockinterview_db::chunks::{ResumeChunks};
+    use mockinterview_db::chunks::ResumeChunks;
     let db = TestDb::new().await;
     let (ada, ada_cv) = ada_with_chunks(db.conn(), 4).await;
     let ada_other = resume(db.conn(), ada.id, "other").await;
@@ -321,7 +321,9 @@ async fn bulk_replace_covers_many_resumes_in_one_transaction() {
             set(ada.id, ada_cv.id, &a),
             set(ada.id, ada_other.id, &b),
             set(bob.id, bob_cv.id, &c),
-        ], mockinterview_db::chunks::Indexing::Now)
+        ],
+        mockinterview_db::chunks::Indexing::Now,
+    )
     .await
     .unwrap();
     assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), [3, 0, 5]);
@@ -345,7 +347,9 @@ async fn bulk_replace_covers_many_resumes_in_one_transaction() {
     // A resume of another user anywhere in the batch: nothing is written.
     let err = mockinterview_db::chunks::replace_chunks(
         db.conn(),
-        &[set(ada.id, ada_cv.id, &c), set(ada.id, bob_cv.id, &a)], mockinterview_db::chunks::Indexing::Now)
+        &[set(ada.id, ada_cv.id, &c), set(ada.id, bob_cv.id, &a)],
+        mockinterview_db::chunks::Indexing::Now,
+    )
     .await
     .unwrap_err();
     assert!(
@@ -361,7 +365,9 @@ async fn bulk_replace_covers_many_resumes_in_one_transaction() {
     // The same resume twice: rejected before writing.
     let err = mockinterview_db::chunks::replace_chunks(
         db.conn(),
-        &[set(ada.id, ada_cv.id, &a), set(ada.id, ada_cv.id, &c)], mockinterview_db::chunks::Indexing::Now)
+        &[set(ada.id, ada_cv.id, &a), set(ada.id, ada_cv.id, &c)],
+        mockinterview_db::chunks::Indexing::Now,
+    )
     .await
     .unwrap_err();
     assert!(

@@ -1,10 +1,10 @@
 //! Connecting and the readiness check.
 
+use crate::support::TestDb;
 use mockinterview_db::health::effective_settings;
 use mockinterview_db::health::{readiness, require_pgvector};
 use mockinterview_db::{DbConfig, Error};
 use sea_orm::ConnectionTrait;
-use crate::support::TestDb;
 use test_db::TestDatabase;
 
 #[tokio::test]

@@ -1,10 +1,10 @@
 //! The SeaORM entities round-trip a row of every table.
 
+use crate::support::TestDb;
 use entity::{resume_chunks, resumes, user_preferences, user_profiles};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ModelTrait, QueryOrder};
 use serde_json::json;
-use crate::support::TestDb;
 
 async fn insert_profile(db: &impl ConnectionTrait, uid: &str) -> user_profiles::Model {
     user_profiles::ActiveModel {

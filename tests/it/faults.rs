@@ -6,14 +6,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::TestDb;
 use mockinterview_db::chunks::{self, ResumeChunks};
+use mockinterview_db::health::readiness;
 use mockinterview_db::preferences::{self, PreferencesUpdate};
 use mockinterview_db::profiles::{self, FirebaseUser, ProfileField};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload};
-use mockinterview_db::health::readiness;
 use mockinterview_db::{Db, DbConfig, Error, SearchQuery, SearchScope};
 use sea_orm::ConnectionTrait;
-use crate::support::TestDb;
 
 use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
@@ -188,7 +188,9 @@ async fn every_call_is_unavailable_when_the_server_goes_away() {
                 user_id: u.id,
                 resume_id: r.id,
                 chunks: &set,
-            }], mockinterview_db::chunks::Indexing::Now)
+            }],
+            mockinterview_db::chunks::Indexing::Now,
+        )
         .await,
     );
     assert_unavailable("resume_chunks", chunks::resume_chunks(&h, u.id, r.id).await);

@@ -70,8 +70,14 @@ async fn every_handle_reads_the_same_effective_settings() {
             assert_eq!(got, want, "{what}, {how}");
         };
         check("Db", effective_settings(&handle).await.unwrap());
-        check("primary()", effective_settings(&handle.primary()).await.unwrap());
-        check("session()", effective_settings(&handle.session()).await.unwrap());
+        check(
+            "primary()",
+            effective_settings(&handle.primary()).await.unwrap(),
+        );
+        check(
+            "session()",
+            effective_settings(&handle.session()).await.unwrap(),
+        );
         check("&Db, raw SQL", raw_settings(&handle).await);
         let txn = handle.begin().await.unwrap();
         check("db.begin()", effective_settings(&txn).await.unwrap());
@@ -167,7 +173,10 @@ async fn the_statement_timeout_cancels_raw_sql_through_every_handle() {
         let started = Instant::now();
         let e = txn.query_one_raw(sleep()).await.unwrap_err();
         assert!(is_cancelled(&e), "db.begin(), {how}: {e:?}");
-        assert!(started.elapsed() < Duration::from_secs(2), "db.begin(), {how}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "db.begin(), {how}"
+        );
         txn.rollback().await.unwrap();
         // A data function that waits on a lock held elsewhere runs into
         // the statement timeout too, through every store.
@@ -177,18 +186,28 @@ async fn the_statement_timeout_cancels_raw_sql_through_every_handle() {
             .await
             .unwrap();
         let waits = |e: Error, what: &str| {
-            assert_eq!(e.sqlstate().as_deref(), Some("57014"), "{what}, {how}: {e:?}");
+            assert_eq!(
+                e.sqlstate().as_deref(),
+                Some("57014"),
+                "{what}, {how}: {e:?}"
+            );
         };
         waits(
-            profiles::profile_by_uid(&handle, "nobody").await.unwrap_err(),
+            profiles::profile_by_uid(&handle, "nobody")
+                .await
+                .unwrap_err(),
             "Db",
         );
         waits(
-            profiles::profile_by_uid(&handle.primary(), "nobody").await.unwrap_err(),
+            profiles::profile_by_uid(&handle.primary(), "nobody")
+                .await
+                .unwrap_err(),
             "primary()",
         );
         waits(
-            profiles::profile_by_uid(&handle.session(), "nobody").await.unwrap_err(),
+            profiles::profile_by_uid(&handle.session(), "nobody")
+                .await
+                .unwrap_err(),
             "session()",
         );
         let txn = handle.begin().await.unwrap();
@@ -215,7 +234,11 @@ async fn the_call_timeout_bounds_raw_sql() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("DbConfig::call_timeout"), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     handle.close().await.unwrap();
 }
 

@@ -4,6 +4,7 @@
 //! `Unavailable`), and nothing another writer of `resume_chunks` can store
 //! breaks a read.
 
+use crate::support::TestDb;
 use mockinterview_db::chunks::{
     self, MAX_CHUNK_TEXT_BYTES, MAX_METADATA_DEPTH, ResumeChunks, search_chunks,
 };
@@ -13,7 +14,6 @@ use mockinterview_db::resumes::{self, NewResume, PdfUpload};
 use mockinterview_db::{Embedding, Error, NewChunk, SearchQuery, SearchScope};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value as Json, json};
-use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;
@@ -438,7 +438,15 @@ async fn chunk_text_and_metadata_are_checked_before_the_copy_starts() {
             resume_id: r,
             chunks: &set,
         }];
-        assert_invalid(mockinterview_db::chunks::replace_chunks(&db, &bulk, mockinterview_db::chunks::Indexing::Now).await, field);
+        assert_invalid(
+            mockinterview_db::chunks::replace_chunks(
+                &db,
+                &bulk,
+                mockinterview_db::chunks::Indexing::Now,
+            )
+            .await,
+            field,
+        );
     }
     // The bounds themselves: 32 levels including the metadata object.
     let mut at_limit = json!(1);

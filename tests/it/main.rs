@@ -11,7 +11,6 @@ mod entities;
 mod faults;
 mod handles;
 mod hardening;
-mod legacy;
 mod pooler;
 mod preferences;
 mod profiles;

@@ -12,7 +12,6 @@ use mockinterview_db::{DbConfig, SearchQuery, SearchScope};
 
 use crate::support::TestDb;
 
-
 use crate::support::*;
 
 #[tokio::test]
@@ -194,12 +193,24 @@ async fn a_pooler_that_loses_prepared_statements_fails_with_a_typed_hint() {
             }
         }
     }
-    assert!(!failures.is_empty(), "PgBouncer 1.18 in transaction mode loses statements");
+    assert!(
+        !failures.is_empty(),
+        "PgBouncer 1.18 in transaction mode loses statements"
+    );
     for err in failures {
-        assert!(matches!(err, mockinterview_db::Error::Unavailable { .. }), "{err:?}");
-        assert!(matches!(err.sqlstate().as_deref(), Some("26000" | "42P05")), "{err:?}");
+        assert!(
+            matches!(err, mockinterview_db::Error::Unavailable { .. }),
+            "{err:?}"
+        );
+        assert!(
+            matches!(err.sqlstate().as_deref(), Some("26000" | "42P05")),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains("max_prepared_statements") && msg.contains("1.21"), "{msg}");
+        assert!(
+            msg.contains("max_prepared_statements") && msg.contains("1.21"),
+            "{msg}"
+        );
     }
 }
 

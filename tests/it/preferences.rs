@@ -1,10 +1,10 @@
 //! Preferences: defaults, partial updates, validation.
 
+use crate::support::TestDb;
 use mockinterview_db::Error;
 use mockinterview_db::preferences::{
     self, Difficulty, Preferences, PreferencesUpdate, Theme, parse_difficulty, parse_theme,
 };
-use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::user;

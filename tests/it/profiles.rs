@@ -1,8 +1,8 @@
 //! Profiles: upsert, lookup, conflict, delete with everything the user owns.
 
+use crate::support::TestDb;
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::{Error, chunks, preferences, resumes};
-use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::support::TestDb;
 use mockinterview_db::chunks::{self, search_chunks};
 use mockinterview_db::preferences::{self, PreferencesUpdate};
 use mockinterview_db::profiles::{self, FirebaseUser};
@@ -20,7 +21,6 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
-use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;

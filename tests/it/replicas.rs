@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::TestDb;
 use mockinterview_db::chunks::search_chunks;
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::resumes;
 use mockinterview_db::{Db, DbConfig, SearchQuery, SearchScope};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
-use crate::support::TestDb;
 use test_db::TestDatabase;
 
 use crate::support::*;

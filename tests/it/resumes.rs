@@ -1,10 +1,10 @@
 //! Resumes: inline and path PDFs, listing without bytes, ownership, deletion.
 
+use crate::support::TestDb;
 use mockinterview_db::resumes::{
     self, DEFAULT_MAX_INLINE_PDF_BYTES, NewResume, PdfUpload, StoredPdf,
 };
 use mockinterview_db::{Error, SearchQuery, SearchScope, chunks};
-use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;

@@ -2,10 +2,10 @@
 //! it can run in `tokio::spawn` and in axum / actix handlers.
 
 use mockinterview_db::chunks::{self, ResumeChunks};
+use mockinterview_db::health::readiness;
 use mockinterview_db::preferences::{self, PreferencesUpdate};
 use mockinterview_db::profiles::{self, FirebaseUser};
 use mockinterview_db::resumes::{self, NewResume};
-use mockinterview_db::health::readiness;
 use mockinterview_db::{Db, SearchQuery, Session, Store};
 use uuid::Uuid;
 
@@ -39,7 +39,11 @@ fn every_call_is_send<S: Store>(
     send(resumes::update_resume_content(db, id, id, "text"));
     send(resumes::delete_resume(db, id, id));
     send(crate::support::replace(db, id, id, &[]));
-    send(mockinterview_db::chunks::replace_chunks(db, sets, mockinterview_db::chunks::Indexing::Now));
+    send(mockinterview_db::chunks::replace_chunks(
+        db,
+        sets,
+        mockinterview_db::chunks::Indexing::Now,
+    ));
     send(chunks::resume_chunks(db, id, id));
     send(chunks::search_chunks(db, query));
     send(readiness(db));

@@ -5,14 +5,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::TestDb;
 use mockinterview_db::chunks::{self, search_chunks};
 use mockinterview_db::staged::{
-    self, IndexedBatch, IndexerOptions, StagedIndexer, index_staged_chunks,
-    staged_backlog,
+    self, IndexedBatch, IndexerOptions, StagedIndexer, index_staged_chunks, staged_backlog,
 };
 use mockinterview_db::{DbConfig, Error, NewChunk, SearchQuery, SearchScope, resumes};
 use sea_orm::ConnectionTrait;
-use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::support::*;

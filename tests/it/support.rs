@@ -1,10 +1,10 @@
 //! Helpers for the library tests: users, resumes and embeddings.
 
+use migration::MigratorTrait;
+use mockinterview_db::chunks::{Indexing, ResumeChunks, replace_chunks};
 use mockinterview_db::profiles::{self, FirebaseUser, Profile};
 use mockinterview_db::resumes::{self, NewResume, PdfUpload, ResumeSummary};
-use mockinterview_db::chunks::{Indexing, ResumeChunks, replace_chunks};
 use mockinterview_db::{Embedding, NewChunk, Store};
-use mockinterview_db::MigratorTrait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use uuid::Uuid;
 
@@ -50,9 +50,7 @@ pub async fn ada_with_chunks<S: Store + ?Sized>(db: &S, n: usize) -> (Profile, R
     let u = user(db, "ada").await;
     let r = resume(db, u.id, "cv").await;
     if n > 0 {
-        replace(db, u.id, r.id, &chunks(1, n))
-            .await
-            .unwrap();
+        replace(db, u.id, r.id, &chunks(1, n)).await.unwrap();
     }
     (u, r)
 }
@@ -126,7 +124,10 @@ impl TestDb {
     ) -> Self {
         let mut config = mockinterview_db::DbConfig::new(database.url());
         tune(&mut config);
-        let db = config.connect().await.expect("connect to the test database");
+        let db = config
+            .connect()
+            .await
+            .expect("connect to the test database");
         Self { db, database }
     }
 
@@ -216,7 +217,10 @@ pub async fn session_pooled(db: &test_db::TestDatabase) -> String {
              `scripts/pooler-up` (or run everything with `scripts/test`)"
         );
     }
-    db.db_url().with_port(SESSION_POOLER_PORT).as_str().to_owned()
+    db.db_url()
+        .with_port(SESSION_POOLER_PORT)
+        .as_str()
+        .to_owned()
 }
 
 /// A database whose tables live in schema `app`, with pgvector installed in
@@ -230,7 +234,7 @@ pub async fn app_schema_database() -> test_db::TestDatabase {
     let mut options = sea_orm::ConnectOptions::new(db.url());
     options.set_schema_search_path("app,public");
     let migrator = sea_orm::Database::connect(options).await.unwrap();
-    mockinterview_db::Migrator::up(&migrator, None).await.unwrap();
+    migration::Migrator::up(&migrator, None).await.unwrap();
     migrator.close().await.unwrap();
     let public_tables = strings(
         db.conn(),
@@ -240,4 +244,3 @@ pub async fn app_schema_database() -> test_db::TestDatabase {
     assert_eq!(public_tables, ["0"], "every table is in app");
     db
 }
-

@@ -21,12 +21,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use mockinterview_db::chunks::{ResumeChunks, replace_chunks_bulk, search_chunks};
+use migration::MigratorTrait;
+use mockinterview_db::chunks::{Indexing, ResumeChunks, replace_chunks, search_chunks};
 use mockinterview_db::profiles::{FirebaseUser, upsert_profile};
 use mockinterview_db::resumes::{NewResume, PdfUpload, create_resume};
-use mockinterview_db::{
-    Db, DbConfig, Embedding, MigratorTrait, NewChunk, SearchQuery, SearchScope,
-};
+use mockinterview_db::{Db, DbConfig, Embedding, NewChunk, SearchQuery, SearchScope};
 use pgconn::DbUrl;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
@@ -78,8 +77,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .execute_unprepared(&format!("CREATE DATABASE {DB_NAME}"))
         .await?;
     let url = admin_url.with_database(DB_NAME);
+    let owner = sea_orm::Database::connect(url.as_str()).await?;
+    migration::Migrator::up(&owner, None).await?;
+    owner.close().await?;
     let load = DbConfig::new(url.as_str()).connect().await?;
-    mockinterview_db::Migrator::up(&load, None).await?;
     let users = load_corpus(&load, args.chunks).await?;
     eprintln!("loaded {} chunks for {} users", args.chunks, users.len());
 
@@ -285,7 +286,7 @@ async fn flush(db: &Db, batch: &mut Vec<(Uuid, Uuid, Vec<NewChunk>)>) -> Result<
             chunks,
         })
         .collect();
-    replace_chunks_bulk(db, &sets).await?;
+    replace_chunks(db, &sets, Indexing::Now).await?;
     batch.clear();
     Ok(())
 }

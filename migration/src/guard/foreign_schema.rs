@@ -34,7 +34,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 
 use crate::catalog::{Catalog, ChangeAction, ObjectKind};
-use crate::import::detect;
+use crate::detect;
 use crate::migrations;
 
 /// One object that a pending migration creates and that exists here with
@@ -107,7 +107,7 @@ where
     if here.tables.is_empty() && here.functions.is_empty() {
         return Ok(());
     }
-    let conflicts = if crate::dry_run::recorded(db).await?.is_empty() {
+    let conflicts = if crate::status::recorded(db).await?.is_empty() {
         against_final(&here)
     } else if may_create_schemas(db).await? {
         let steps = scratch_snapshots(db).await?;

@@ -355,13 +355,13 @@ pub async fn up_locked_with(
 /// # Errors
 /// The migrator's error.
 pub async fn up_in(txn: &DatabaseTransaction, steps: Option<u32>) -> Result<(), DbErr> {
-    let before = crate::dry_run::recorded(txn).await?;
+    let before = crate::status::recorded(txn).await?;
     match Migrator::up(txn, steps).await {
         Ok(()) => Ok(()),
         Err(err) => {
             // The failed migration's savepoint is rolled back; what this run
             // applied before it is still visible in the transaction.
-            let undone: Vec<String> = crate::dry_run::recorded(txn)
+            let undone: Vec<String> = crate::status::recorded(txn)
                 .await
                 .unwrap_or_default()
                 .into_iter()

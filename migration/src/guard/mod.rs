@@ -11,12 +11,10 @@
 //! - [`pgvector_check`]: creating the `vector` extension with errors that
 //!   say how to install it or who may create it;
 //! - [`search_path`]: the schema a run works in, set per transaction, and
-//!   pgvector's types found in whatever schema the extension lives;
-//! - [`roles`]: the SQL of the owner / application role split.
+//!   pgvector's types found in whatever schema the extension lives.
 
 pub mod foreign_schema;
 pub mod lock;
 pub mod pgvector_check;
-pub mod roles;
 pub mod safety;
 pub mod search_path;

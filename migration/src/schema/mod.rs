@@ -3,15 +3,16 @@
 //! [`catalog::Catalog::diff`].
 //!
 //! - [`expected`]: the schema the migrations produce, as a `Catalog`;
-//! - [`verify`]: the live database diffed against [`expected`];
-//! - [`dry_run`]: the snapshots before and after applying the pending
-//!   migrations in a rolled-back transaction, diffed;
 //! - [`status`]: applied, pending and unknown migrations, read without
 //!   writing, and the application's start-up check;
-//! - the tests compare a migrated database with [`expected`] the same way.
+//! - [`detect`]: which version of the TypeScript app's schema a database
+//!   has (the guard rails refuse to adopt it; the migration tool imports
+//!   it).
+//!
+//! The migration tool's `verify` and `up --dry-run`, and the tests, compare
+//! a database with [`expected`] the same way.
 
 pub mod catalog;
-pub mod dry_run;
+pub mod detect;
 pub mod expected;
 pub mod status;
-pub mod verify;

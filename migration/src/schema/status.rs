@@ -9,9 +9,11 @@
 //! means nothing was applied.
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DbBackend, Statement};
 use serde::Serialize;
 
 use crate::Migrator;
+use crate::catalog::MIGRATION_TABLE;
 
 /// Migration bookkeeping compared with the migrator's list.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -37,7 +39,7 @@ impl MigrationsStatus {
             .iter()
             .map(|m| m.name().to_owned())
             .collect();
-        let recorded = crate::dry_run::recorded(db).await?;
+        let recorded = recorded(db).await?;
         Ok(Self {
             applied: known
                 .iter()
@@ -132,4 +134,34 @@ pub async fn ensure_schema_current<C: ConnectionTrait>(db: &C) -> Result<(), DbE
         ));
     }
     Err(DbErr::Migration(msg))
+}
+
+/// Migrations recorded in `seaql_migrations` (none if it does not exist).
+///
+/// # Errors
+/// Database errors.
+pub async fn recorded<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
+    let exists = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT to_regclass(quote_ident(current_schema()) || '.{MIGRATION_TABLE}') \
+                 IS NOT NULL AS found"
+            ),
+        ))
+        .await?
+        .map(|r| r.try_get::<bool>("", "found"))
+        .transpose()?
+        .unwrap_or(false);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    db.query_all_raw(Statement::from_string(
+        DbBackend::Postgres,
+        format!("SELECT version FROM {MIGRATION_TABLE} ORDER BY version"),
+    ))
+    .await?
+    .iter()
+    .map(|r| r.try_get("", "version"))
+    .collect()
 }

@@ -10,22 +10,23 @@ use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use super::detect::LegacyVersion;
 use super::report::{Exclusion, Normalization, TableCounts, Warning};
+use migration::detect::LegacyVersion;
 
-/// `user_preferences` defaults of this schema (m001).
-const DEFAULT_DIFFICULTY: &str = "medium";
-const DEFAULT_DURATION: i32 = 30;
-const DEFAULT_THEME: &str = "system";
-const DIFFICULTIES: [&str; 3] = ["easy", "medium", "hard"];
-const THEMES: [&str; 3] = ["light", "dark", "system"];
-/// The library's limits on languages (`mockinterview_db::preferences`).
-const MAX_LANGUAGES: usize = 20;
-const MAX_LANGUAGE_CHARS: usize = 50;
-/// The library's limit on Firebase uids (and the column's CHECK).
-const MAX_UID_CHARS: usize = 128;
-/// Dimensions of `resume_chunks.embedding`.
-pub const EMBEDDING_DIMENSIONS: usize = 768;
+// The library's rules, one definition each (`mockinterview_db`).
+pub use entity::EMBEDDING_DIMENSIONS;
+use mockinterview_db::preferences::{
+    self, MAX_DURATION_MINUTES, MAX_LANGUAGES, MIN_DURATION_MINUTES, Preferences,
+};
+use mockinterview_db::profiles::MAX_UID_CHARS;
+
+/// A preference value as the schema stores it (`"medium"`, `"system"`).
+fn stored<T: serde::Serialize>(value: T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Json::String(s)) => s,
+        other => unreachable!("preference enums serialize as strings: {other:?}"),
+    }
+}
 
 /// Metadata keys the import writes next to the rewritten `user_id` and
 /// `resume_id`.
@@ -420,10 +421,14 @@ fn owner(user_id: Option<i32>, profiles: &HashMap<i32, ProfileOutcome>) -> Resul
     }
 }
 
-/// `lower(trim(value))` when that is one of `allowed`.
-fn fold<'a>(value: Option<&str>, allowed: &[&'a str]) -> Option<&'a str> {
+/// `lower(trim(value))`, as the library stores it, when the library
+/// accepts it (`parse`).
+fn fold<T: serde::Serialize, E>(
+    value: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Option<String> {
     let v = value?.trim().to_lowercase();
-    allowed.iter().copied().find(|a| *a == v)
+    parse(&v).ok().map(stored)
 }
 
 /// Preferences: rows without a user are excluded; values this schema's
@@ -446,9 +451,10 @@ pub fn plan_preferences(
                 continue;
             }
         };
-        let difficulty = match fold(p.difficulty.as_deref(), &DIFFICULTIES) {
+        let defaults = Preferences::default();
+        let difficulty = match fold(p.difficulty.as_deref(), preferences::parse_difficulty) {
             Some(d) => {
-                if p.difficulty.as_deref() != Some(d) {
+                if p.difficulty.as_deref() != Some(d.as_str()) {
                     ledger.normalize(
                         T,
                         p.id,
@@ -466,24 +472,29 @@ pub fn plan_preferences(
                     p.id,
                     "difficulty",
                     json!(p.difficulty),
-                    json!(DEFAULT_DIFFICULTY),
+                    json!(stored(defaults.difficulty)),
                     "interview_difficulty not easy/medium/hard -> the default",
                 );
-                DEFAULT_DIFFICULTY
+                stored(defaults.difficulty)
             }
         };
         let duration = match p.duration {
-            Some(d) if (1..=240).contains(&d) => d,
+            Some(d)
+                if (i32::from(MIN_DURATION_MINUTES)..=i32::from(MAX_DURATION_MINUTES))
+                    .contains(&d) =>
+            {
+                d
+            }
             other => {
                 ledger.normalize(
                     T,
                     p.id,
                     "duration",
                     json!(other),
-                    json!(DEFAULT_DURATION),
+                    json!(defaults.duration_minutes),
                     "interview_duration outside 1..240 minutes -> the default",
                 );
-                DEFAULT_DURATION
+                i32::from(defaults.duration_minutes)
             }
         };
         let languages = match &p.languages {
@@ -520,9 +531,9 @@ pub fn plan_preferences(
                 clean
             }
         };
-        let theme = match fold(p.theme.as_deref(), &THEMES) {
+        let theme = match fold(p.theme.as_deref(), preferences::parse_theme) {
             Some(t) => {
-                if p.theme.as_deref() != Some(t) {
+                if p.theme.as_deref() != Some(t.as_str()) {
                     ledger.normalize(
                         T,
                         p.id,
@@ -540,10 +551,10 @@ pub fn plan_preferences(
                     p.id,
                     "theme",
                     json!(p.theme),
-                    json!(DEFAULT_THEME),
+                    json!(stored(defaults.theme)),
                     "theme not light/dark/system -> the default",
                 );
-                DEFAULT_THEME
+                stored(defaults.theme)
             }
         };
         let (created_at, updated_at) =
@@ -553,10 +564,10 @@ pub fn plan_preferences(
             id: Uuid::new_v4(),
             legacy_id: p.id,
             user_id,
-            difficulty: difficulty.to_owned(),
+            difficulty,
             duration,
             languages,
-            theme: theme.to_owned(),
+            theme,
             created_at,
             updated_at,
         });
@@ -564,18 +575,18 @@ pub fn plan_preferences(
     out
 }
 
-/// The library's language rules: trimmed, no NULL or blank entries, no
-/// duplicates ignoring ASCII case (the first spelling wins), entries of at
-/// most 50 characters, at most 20 entries.
+/// The library's language rules ([`preferences::check_language`]):
+/// entries it refuses (NULL, blank, too long, control characters) are
+/// dropped, the others trimmed; no duplicates ignoring ASCII case (the
+/// first spelling wins); at most [`MAX_LANGUAGES`] entries.
 pub fn clean_languages(list: &[Option<String>]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for lang in list.iter().flatten() {
-        let lang = lang.trim();
-        if lang.is_empty() || lang.chars().count() > MAX_LANGUAGE_CHARS {
+        let Ok(lang) = preferences::check_language(lang) else {
             continue;
-        }
-        if !out.iter().any(|l| l.eq_ignore_ascii_case(lang)) {
-            out.push(lang.to_owned());
+        };
+        if !out.iter().any(|l| l.eq_ignore_ascii_case(&lang)) {
+            out.push(lang);
         }
         if out.len() == MAX_LANGUAGES {
             break;

@@ -9,6 +9,7 @@
 //! (`scripts/replica-up`) and the TLS-only cluster
 //! (`scripts/secure-cluster-up`).
 
+mod after_import;
 mod cli;
 mod common;
 mod connect_errors;

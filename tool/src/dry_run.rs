@@ -12,11 +12,12 @@
 //! run; `lock_timeout` applies the same way.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use sea_orm_migration::sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde::Serialize;
 
-use crate::Migrator;
-use crate::catalog::{Catalog, Change, MIGRATION_TABLE};
+use migration::Migrator;
+use migration::catalog::{Catalog, Change};
+use migration::status::recorded;
 
 /// What `up --dry-run` found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -62,33 +63,6 @@ where
     .await;
     txn.rollback().await?;
     outcome
-}
-
-/// Migrations recorded in `seaql_migrations` (none if it does not exist).
-pub(crate) async fn recorded<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
-    let exists = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!(
-                "SELECT to_regclass(quote_ident(current_schema()) || '.{MIGRATION_TABLE}') \
-                 IS NOT NULL AS found"
-            ),
-        ))
-        .await?
-        .map(|r| r.try_get::<bool>("", "found"))
-        .transpose()?
-        .unwrap_or(false);
-    if !exists {
-        return Ok(Vec::new());
-    }
-    db.query_all_raw(Statement::from_string(
-        DbBackend::Postgres,
-        format!("SELECT version FROM {MIGRATION_TABLE} ORDER BY version"),
-    ))
-    .await?
-    .iter()
-    .map(|r| r.try_get("", "version"))
-    .collect()
 }
 
 impl std::fmt::Display for DryRunReport {

@@ -1,5 +1,5 @@
 //! The library on data imported from the TypeScript app (the v3 legacy
-//! fixture, imported in-process with `migration::import`): lookups by
+//! fixture, imported in-process with `migration_tool::import`): lookups by
 //! Firebase uid and by legacy id, resume lists, PDF downloads, chunk search
 //! in every scope, a LangChain-style metadata filter, the primary resume.
 
@@ -7,20 +7,44 @@ use std::path::Path;
 use std::process::Command;
 
 use entity::resume_chunks;
-use migration::import::{ImportOptions, import};
+use migration_tool::import::{ImportOptions, import};
 use mockinterview_db::chunks::search_chunks;
 use mockinterview_db::legacy::{self, LegacyTable};
 use mockinterview_db::resumes::{self, StoredPdf};
 use mockinterview_db::{Embedding, Error, SearchQuery, SearchScope, profiles};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, sea_query::Expr};
-use crate::support::TestDb;
 use test_db::TestDatabase;
+
+/// An empty migrated database and the library's handle to it.
+struct TestDb {
+    database: TestDatabase,
+    db: mockinterview_db::Db,
+}
+
+impl TestDb {
+    async fn new() -> Self {
+        let database = TestDatabase::new().await;
+        let db = mockinterview_db::DbConfig::new(database.url())
+            .connect()
+            .await
+            .unwrap();
+        Self { database, db }
+    }
+
+    fn conn(&self) -> &mockinterview_db::Db {
+        &self.db
+    }
+
+    fn raw(&self) -> &sea_orm::DatabaseConnection {
+        self.database.conn()
+    }
+}
 
 /// A database loaded with the legacy fixture `vN.sql`.
 async fn legacy_source(version: &str) -> TestDatabase {
     let db = TestDatabase::empty().await;
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migration/tests/fixtures/legacy")
+        .join("tests/fixtures/legacy")
         .join(format!("{version}.sql"));
     let out = Command::new("psql")
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])

@@ -20,10 +20,10 @@
 //!   create.
 //!
 //! The application role can then run `migration status`, `migration
-//! verify`, [`crate::ensure_schema_current`] and [`crate::lock::up_locked`]
+//! verify`, [`migration::ensure_schema_current`] and [`migration::lock::up_locked`]
 //! (nothing pending), all without writing.
 
-use crate::schema::expected;
+use migration::expected;
 
 /// Names of the split: who owns, who uses, where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,7 +118,9 @@ impl RoleSplit {
             .tables
             .keys()
             .map(|t| literal(t))
-            .chain(std::iter::once(literal(crate::catalog::MIGRATION_TABLE)))
+            .chain(std::iter::once(literal(
+                migration::catalog::MIGRATION_TABLE,
+            )))
             .collect::<Vec<_>>()
             .join(", ");
         let functions = catalog
@@ -138,7 +140,7 @@ impl RoleSplit {
                  ALTER SCHEMA {s} OWNER TO {o};"
             )
         };
-        let table = crate::catalog::MIGRATION_TABLE;
+        let table = migration::catalog::MIGRATION_TABLE;
         let pgvector = expected::PGVECTOR;
         Ok(format!(
             "-- Role split for the mock-interview database {d}, schema {s}\n\

@@ -1,5 +1,5 @@
 //! `verify`: diffs a snapshot of the live database against what the
-//! migrations produce ([`crate::expected`]) and reports table sizes.
+//! migrations produce ([`migration::expected`]) and reports table sizes.
 //!
 //! The specification's "Verify Migrations" queries, as one command: pgvector
 //! installed (and its version), every table, `resume_chunks`' structure,
@@ -12,8 +12,8 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 use serde::Serialize;
 
-use crate::catalog::{Catalog, ChangeAction, ObjectKind};
-use crate::{expected, lock};
+use migration::catalog::{Catalog, ChangeAction, ObjectKind};
+use migration::{expected, lock};
 
 /// Outcome of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -66,7 +66,7 @@ pub struct PgvectorStatus {
     pub ok: bool,
 }
 
-pub use crate::schema::status::MigrationsStatus;
+pub use migration::status::MigrationsStatus;
 
 /// Size of one table (the specification's "Check table sizes" query).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

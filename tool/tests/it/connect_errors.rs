@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use migration::MigratorTrait;
+use migration_tool::doctor::{self, ConnectFailure, FailureKind};
 use pgconn::DbUrl;
-use pgconn::diagnose::{self, ConnectFailure, FailureKind};
 use sea_orm::{ConnectionTrait, Database};
 use test_db::TestDatabase;
 
 /// The classified failure of one connection attempt to `url`.
 async fn failure(url: &str) -> ConnectFailure {
     let url = DbUrl::parse(url).unwrap();
-    diagnose::connect_one(&url, &url.connect_options(), Duration::from_secs(5))
+    doctor::connect_one(&url, &url.connect_options(), Duration::from_secs(5))
         .await
         .err()
         .unwrap_or_else(|| panic!("connecting to {url} should fail"))
@@ -127,7 +127,7 @@ async fn tls_certificate_and_pg_hba_failures_are_named_as_such() {
     // password problem.
     let good = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
     let url = DbUrl::parse(&good).unwrap();
-    let conn = diagnose::connect_one(&url, &url.connect_options(), Duration::from_secs(5))
+    let conn = doctor::connect_one(&url, &url.connect_options(), Duration::from_secs(5))
         .await
         .unwrap_or_else(|f| panic!("verified TLS login: {f}"));
     sea_orm::sqlx::Connection::close(conn).await.unwrap();
@@ -182,7 +182,7 @@ async fn a_silent_server_times_out_and_an_unknown_host_is_a_dns_error() {
     let port = listener.local_addr().unwrap().port();
     let url = DbUrl::parse(&format!("postgres://u:p@127.0.0.1:{port}/db")).unwrap();
     let started = Instant::now();
-    let f = diagnose::connect_one(&url, &url.connect_options(), Duration::from_millis(500))
+    let f = doctor::connect_one(&url, &url.connect_options(), Duration::from_millis(500))
         .await
         .expect_err("no answer");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -224,12 +224,12 @@ async fn writes_on_the_hot_standby_are_explained_and_reads_work() {
         .execute_unprepared("INSERT INTO user_profiles (firebase_uid) VALUES ('x')")
         .await
         .unwrap_err();
-    let f = diagnose::statement_failure(&standby, &write).expect("about the server");
+    let f = doctor::statement_failure(&standby, &write).expect("about the server");
     assert_eq!(f.kind(), &FailureKind::ReadOnly);
     let f = f.on_standby();
     assert_eq!(f.kind(), &FailureKind::ReadOnlyStandby);
     assert!(f.message().contains("read-only hot standby"), "{f}");
-    assert!(diagnose::statement_failure(&standby, &sea_orm::DbErr::Custom("x".into())).is_none());
+    assert!(doctor::statement_failure(&standby, &sea_orm::DbErr::Custom("x".into())).is_none());
 
     // With a migration pending, the library's start-up call refuses too.
     ok(db.url(), &["down"]);

@@ -5,7 +5,7 @@
 //!   directly (bounded by [`CONNECT_TIMEOUT`]): sqlx's pool would retry a
 //!   refused connection until its acquire timeout and report only
 //!   `PoolTimedOut`. Every failure is classified by
-//!   [`pgconn::diagnose`]: refused (with the start hint only for a local
+//!   [`crate::doctor`]: refused (with the start hint only for a local
 //!   server), TLS, missing certificate file, `pg_hba.conf`, password,
 //!   database, pooler refusing a startup parameter, ...
 //! - Nothing is sent at connection start besides the role, database,
@@ -16,15 +16,15 @@
 //!   default configuration accepts the connection and nothing is silently
 //!   dropped.
 //! - The binary then uses a pool of exactly one connection; each command
-//!   runs in one transaction on it ([`crate::lock`]).
+//!   runs in one transaction on it ([`migration::lock`]).
 //! - With that first connection and the pool's, [`diagnose::detect_pooler_on`]
 //!   finds out whether they go through a transaction-mode pooler and
 //!   refuses one that loses prepared statements (PgBouncer < 1.21).
 
 use std::time::Duration;
 
+use crate::doctor::{self as diagnose, ConnectFailure, Pooling};
 use pgconn::DbUrl;
-use pgconn::diagnose::{self, ConnectFailure, Pooling};
 use sea_orm_migration::sea_orm::sqlx::ConnectOptions as _;
 use sea_orm_migration::sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm_migration::sea_orm::{DatabaseConnection, SqlxPostgresConnector, sqlx};

@@ -40,18 +40,17 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend,
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use crate::Migrator;
-use crate::guard::lock::{self, MIGRATION_LOCK_KEY, RunOptions};
-use crate::guard::search_path;
+use migration::Migrator;
+use migration::lock::{self, MIGRATION_LOCK_KEY, RunOptions};
+use migration::search_path;
 
 pub mod copy;
-pub mod detect;
 mod plan;
 pub mod report;
 mod source;
 mod target;
 
-use detect::{ChunkLayout, LegacyVersion, ShapeMismatch};
+use migration::detect::{self, ChunkLayout, LegacyVersion, ShapeMismatch};
 use plan::{ChunkRules, Ledger, LegacyChunk, ProfileRow, ResumeRow};
 pub use report::ImportReport;
 use report::{Checksum, Created, UnownedTable, Warning};

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::detect::LegacyVersion;
+use migration::detect::LegacyVersion;
 
 /// Rows of one legacy table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -5,7 +5,8 @@
 
 use crate::common::*;
 use migration::lock::{self, RunOptions};
-use migration::{Migrator, MigratorTrait, verify};
+use migration::{Migrator, MigratorTrait};
+use migration_tool::verify;
 use pgconn::DbUrl;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 use test_db::TestDatabase;

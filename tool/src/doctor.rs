@@ -18,8 +18,9 @@
 //!   statements (PgBouncer < 1.21, or `max_prepared_statements = 0`).
 //!
 //! ```no_run
-//! # async fn f() -> Result<(), pgconn::diagnose::ConnectFailure> {
-//! use pgconn::{DbUrl, diagnose};
+//! # async fn f() -> Result<(), migration_tool::doctor::ConnectFailure> {
+//! use migration_tool::doctor as diagnose;
+//! use pgconn::DbUrl;
 //! let url = DbUrl::parse("postgres://app:secret@127.0.0.1:6432/app").unwrap();
 //! let mut conn = diagnose::connect_one(&url, &url.connect_options(), std::time::Duration::from_secs(5)).await?;
 //! # Ok(()) }
@@ -32,7 +33,7 @@ use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sea_orm::sqlx::{self, Connection};
 use sea_orm::{DbErr, RuntimeErr};
 
-use crate::DbUrl;
+use pgconn::DbUrl;
 
 /// What went wrong, as far as the error tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,7 +130,7 @@ impl ConnectFailure {
             ssl_mode: url.ssl_mode(),
             detail: detail.into(),
             sqlstate: None,
-            url_name: crate::DATABASE_URL_ENV.to_owned(),
+            url_name: pgconn::DATABASE_URL_ENV.to_owned(),
         }))
     }
 

@@ -18,10 +18,10 @@ use sea_orm_migration::sea_orm::{DatabaseConnection, SqlxPostgresConnector};
 use serde_json::Value as Json;
 
 use super::ImportError;
-use super::detect::ChunkLayout;
 use super::plan::{LegacyPreferences, LegacyProfile, LegacyResume};
 use super::report::{SourceTimeZone, UnownedTable};
-use crate::catalog::Catalog;
+use migration::catalog::Catalog;
+use migration::detect::ChunkLayout;
 
 /// The open source snapshot.
 pub struct Source {

@@ -25,24 +25,24 @@
 //! transaction-mode pooler: `status` and `verify` in a read-only one (they
 //! never write, so they work as an application role and on a standby),
 //! every other command in one that holds the migration advisory lock
-//! ([`crate::lock`]).
+//! ([`migration::lock`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::doctor as diagnose;
 use clap::{Parser, Subcommand};
 use pgconn::DbUrl;
-use pgconn::diagnose;
 use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 
-use crate::Migrator;
-use crate::guard::lock::{self, RunOptions};
-use crate::guard::roles::RoleSplit;
-use crate::guard::safety::{self, SafetyOptions};
 use crate::import::{self, ImportOptions};
-use crate::schema::status::MigrationsStatus;
-use crate::schema::{dry_run, verify};
+use crate::roles::RoleSplit;
+use crate::{dry_run, verify};
+use migration::Migrator;
+use migration::lock::{self, RunOptions};
+use migration::safety::{self, SafetyOptions};
+use migration::status::MigrationsStatus;
 
 pub mod connect;
 
@@ -174,6 +174,13 @@ enum Command {
         #[arg(long, help = "Print the report as JSON")]
         json: bool,
     },
+    #[command(
+        about = "Diagnose the connection and the database: reachability, TLS and login \
+                 (each failure explained), pooler mode, server and pgvector versions, \
+                 migrations (exit 1 on a failure)",
+        display_order = 84
+    )]
+    Doctor,
     #[command(
         about = "Print (or --apply) the SQL of the owner / application role split",
         long_about = "Print the SQL that creates an owner role (owns the schema, runs the \
@@ -445,6 +452,23 @@ async fn run_database_command(cli: Cli) -> Result<(), String> {
                 Err(String::new())
             }
         }
+        Command::Doctor => {
+            let txn = run.begin_read_only(db).await.map_err(explain)?;
+            let findings = doctor(&txn, &url, conn.pooling).await.map_err(explain)?;
+            txn.commit().await.map_err(explain)?;
+            for line in &findings.lines {
+                println!("{line}");
+            }
+            if findings.problems == 0 {
+                println!("doctor: no problem found");
+                Ok(())
+            } else {
+                Err(format!(
+                    "doctor: {} problem(s) found (see above)",
+                    findings.problems
+                ))
+            }
+        }
         Command::Status => {
             let txn = run.begin_read_only(db).await.map_err(explain)?;
             let status = MigrationsStatus::read(&txn).await.map_err(explain)?;
@@ -485,6 +509,111 @@ fn first_schema(schema: &str) -> &str {
 
 /// `status`, as sea-orm-migration prints it (same lines, same log target),
 /// from a read-only reading.
+/// What `doctor` found once connected (a failure to connect is reported,
+/// classified, before this runs).
+struct Findings {
+    lines: Vec<String>,
+    problems: usize,
+}
+
+/// The checks of `doctor` on a connected database, in a read-only
+/// transaction.
+async fn doctor(
+    txn: &DatabaseTransaction,
+    url: &DbUrl,
+    pooling: diagnose::Pooling,
+) -> Result<Findings, DbErr> {
+    let mut f = Findings {
+        lines: Vec::new(),
+        problems: 0,
+    };
+    let ok = |f: &mut Findings, line: String| f.lines.push(format!("ok       {line}"));
+    let problem = |f: &mut Findings, line: String| {
+        f.problems += 1;
+        f.lines.push(format!("PROBLEM  {line}"));
+    };
+    ok(
+        &mut f,
+        format!("connected to {} as {}", url.target(), url.user()),
+    );
+    ok(
+        &mut f,
+        match pooling {
+            diagnose::Pooling::Session => {
+                "direct connection or session-mode pooler: session state persists".to_owned()
+            }
+            diagnose::Pooling::Transaction => "transaction-mode pooler that keeps prepared \
+                 statements: the library applies its settings per transaction"
+                .to_owned(),
+        },
+    );
+    let row = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('server_version') AS server, \
+                    pg_is_in_recovery() AS standby, \
+                    (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS installed, \
+                    (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') \
+                      AS available",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no row".into()))?;
+    let server: String = row.try_get("", "server")?;
+    let standby: bool = row.try_get("", "standby")?;
+    let installed: Option<String> = row.try_get("", "installed")?;
+    let available: Option<String> = row.try_get("", "available")?;
+    ok(&mut f, format!("PostgreSQL {server}"));
+    if standby {
+        problem(
+            &mut f,
+            "the server is a read-only hot standby: migrations and writes need the primary"
+                .to_owned(),
+        );
+    }
+    match (installed, available) {
+        (Some(v), _) => ok(&mut f, format!("pgvector {v} installed in this database")),
+        (None, Some(v)) => problem(
+            &mut f,
+            format!(
+                "pgvector {v} is available on the server but not created in this database: \
+                 `migration up` creates it (as a role that may), or a superuser runs \
+                 CREATE EXTENSION vector"
+            ),
+        ),
+        (None, None) => problem(
+            &mut f,
+            "the server has no pgvector files: install pgvector on the server (a managed \
+             server's extension list, or the distribution's package)"
+                .to_owned(),
+        ),
+    }
+    let status = MigrationsStatus::read(txn).await?;
+    if status.pending.is_empty() {
+        ok(
+            &mut f,
+            format!("{} migrations applied, none pending", status.applied.len()),
+        );
+    } else {
+        problem(
+            &mut f,
+            format!(
+                "pending migrations: {} (run `migration up`)",
+                status.pending.join(", ")
+            ),
+        );
+    }
+    if !status.unknown.is_empty() {
+        problem(
+            &mut f,
+            format!(
+                "migrations applied by a newer release: {} (use that release's tool)",
+                status.unknown.join(", ")
+            ),
+        );
+    }
+    Ok(f)
+}
+
 fn print_status(status: &MigrationsStatus) -> Result<(), String> {
     const TARGET: &str = "sea_orm_migration::migrator";
     tracing::info!(target: TARGET, "Checking migration status");
@@ -541,6 +670,7 @@ async fn execute(txn: &DatabaseTransaction, command: Command) -> Result<(), DbEr
         Command::Down { num, .. } => Migrator::down(txn, Some(num)).await,
         Command::Init
         | Command::Generate { .. }
+        | Command::Doctor
         | Command::Verify { .. }
         | Command::Status
         | Command::Roles { .. }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use migration::lock;
+use migration_tool::doctor::{self, FailureKind, Pooling};
 use pgconn::DbUrl;
-use pgconn::diagnose::{self, FailureKind, Pooling};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use test_db::TestDatabase;
 
@@ -165,7 +165,7 @@ async fn pooler_detection_tells_transaction_pooling_and_refuses_pgbouncer_1_18()
         (through_tx_pooler(db.db_url()), Pooling::Transaction),
     ] {
         let conn = Database::connect(url.as_str()).await.unwrap();
-        let found = diagnose::detect_pooler(&url, &pool_of(&conn))
+        let found = doctor::detect_pooler(&url, &pool_of(&conn))
             .await
             .unwrap_or_else(|f| panic!("{url}: {f}"));
         assert_eq!(found, expected, "{url}");
@@ -185,7 +185,7 @@ async fn pooler_detection_tells_transaction_pooling_and_refuses_pgbouncer_1_18()
     let mut refused = 0;
     for _ in 0..3 {
         let conn = Database::connect(legacy.as_str()).await.unwrap();
-        match diagnose::detect_pooler(&legacy, &pool_of(&conn)).await {
+        match doctor::detect_pooler(&legacy, &pool_of(&conn)).await {
             Err(f) => {
                 assert_eq!(
                     f.kind(),
@@ -236,7 +236,7 @@ async fn pgbouncer_with_its_default_startup_parameters_accepts_the_binary() {
     // A client that sends extra_float_digits (sqlx's default) is refused,
     // and told what to change in pgbouncer.ini.
     let err = Database::connect(url.as_str()).await.unwrap_err();
-    let f = diagnose::classify_db_err(&url, &err);
+    let f = doctor::classify_db_err(&url, &err);
     assert_eq!(
         f.kind(),
         &FailureKind::StartupParameterRejected {
@@ -259,7 +259,7 @@ async fn pgbouncer_with_its_default_startup_parameters_accepts_the_binary() {
         pooled.as_str()
     ))
     .unwrap();
-    let f = diagnose::connect_one(
+    let f = doctor::connect_one(
         &with_options,
         &with_options.connect_options(),
         Duration::from_secs(5),

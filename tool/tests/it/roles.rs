@@ -11,7 +11,7 @@ use mockinterview_db::resumes::{self, NewResume, PdfUpload};
 use mockinterview_db::staged;
 use mockinterview_db::{Embedding, NewChunk};
 use pgconn::DbUrl;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectionTrait, Database};
 use test_db::TestDatabase;
 
 /// Drops the test's roles (and what they own in the test database) when
@@ -135,8 +135,13 @@ async fn the_owner_migrates_and_the_application_role_works_without_ddl() {
     }
 
     // The library's DML as the application role.
-    let conn = Database::connect(app_url.as_str()).await.unwrap();
+    let conn = mockinterview_db::DbConfig::new(app_url.as_str())
+        .connect()
+        .await
+        .unwrap();
     library_round_trip(&conn).await;
+    conn.close().await.unwrap();
+    let conn = Database::connect(app_url.as_str()).await.unwrap();
 
     // No DDL, and the bookkeeping is read-only for it.
     let err = conn
@@ -201,7 +206,7 @@ async fn the_owner_migrates_and_the_application_role_works_without_ddl() {
 }
 
 /// Profiles, resumes and chunks (COPY) with the library.
-async fn library_round_trip(conn: &DatabaseConnection) {
+async fn library_round_trip(conn: &mockinterview_db::Db) {
     let user = profiles::upsert_profile(
         conn,
         &FirebaseUser {
@@ -235,9 +240,15 @@ async fn library_round_trip(conn: &DatabaseConnection) {
         NewChunk::new("first", vector(1.0)),
         NewChunk::new("second", vector(-1.0)),
     ];
-    let ids = chunks::replace_resume_chunks(conn, user.id, resume.id, &new)
+    let set = |chunks| chunks::ResumeChunks {
+        user_id: user.id,
+        resume_id: resume.id,
+        chunks,
+    };
+    let ids = chunks::replace_chunks(conn, &[set(&new)], chunks::Indexing::Now)
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     assert_eq!(ids.len(), 2);
     let hits = chunks::search_chunks(
         conn,
@@ -248,9 +259,10 @@ async fn library_round_trip(conn: &DatabaseConnection) {
     assert_eq!(hits.len(), 1);
     // Staged uploads (m009's table) and their move into the index work for
     // the application role, also a whole-table search over both tables.
-    let staged_ids = staged::stage_resume_chunks(conn, user.id, resume.id, &new[..1])
+    let staged_ids = chunks::replace_chunks(conn, &[set(&new[..1])], chunks::Indexing::Deferred)
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     let all = chunks::search_chunks(conn, &SearchQuery::new(vector(1.0), 5, SearchScope::All))
         .await
         .unwrap();
@@ -260,7 +272,7 @@ async fn library_round_trip(conn: &DatabaseConnection) {
         1
     );
     // Deleting the profile cascades (m004's triggers run as this role).
-    staged::stage_resume_chunks(conn, user.id, resume.id, &new)
+    chunks::replace_chunks(conn, &[set(&new)], chunks::Indexing::Deferred)
         .await
         .unwrap();
     conn.execute_unprepared("DELETE FROM user_profiles")
