@@ -200,7 +200,7 @@ fn sqlx_failure(sqlx: &sea_orm::sqlx::Error) -> Option<String> {
         Sqlx::Database(db) => {
             let code = db.code().unwrap_or_default();
             // A named prepared statement missing, or there twice, on the
-            // server session: a transaction-mode pooler that does not track
+            // server connection: a transaction-mode pooler that does not track
             // them handed this connection another client's session.
             if matches!(code.as_ref(), "26000" | "42P05") {
                 return Some(

@@ -4,10 +4,10 @@
 //! A [`crate::DbConfig`] names a schema (`search_path`), a
 //! `statement_timeout`, `hnsw.ef_search` and, from the URL's
 //! `options=-c name=value`, any other setting. None of them is sent as a
-//! startup parameter or kept as session state, which a transaction-mode
+//! startup parameter or kept as connection state, which a transaction-mode
 //! pooler would drop or leak to other clients. Each is either
 //!
-//! - **held by the role**: the server already gives every new session that
+//! - **held by the role**: the server already gives every new connection that
 //!   value (`ALTER ROLE ... IN DATABASE ... SET`, which survives any
 //!   pooler); [`DbConfig::connect`](crate::DbConfig::connect) checks this
 //!   once and then sends nothing for it; or
@@ -101,7 +101,7 @@ impl Settings {
         }
     }
 
-    /// Drops the settings the server already gives every new session of
+    /// Drops the settings the server already gives every new connection of
     /// this role (`ALTER ROLE ... SET`, `ALTER DATABASE ... SET`,
     /// `postgresql.conf`): `conn` is a fresh pooled connection. Each value
     /// is compared in the server's own form (`set_config` returns it), in a

@@ -13,7 +13,7 @@
 //!   every failure classified (sqlx's pool would retry a refused connection
 //!   until its acquire timeout and report only `PoolTimedOut`).
 //! - [`detect_pooler`] / [`detect_pooler_on`]: whether the connections go
-//!   through a transaction-mode pooler (session state does not survive a
+//!   through a transaction-mode pooler (connection state does not survive a
 //!   transaction), and refusal of one that cannot carry named prepared
 //!   statements (PgBouncer < 1.21, or `max_prepared_statements = 0`).
 //!
@@ -647,13 +647,13 @@ pub async fn connect_one(
 /// Where the connections go, as far as [`detect_pooler`] can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pooling {
-    /// Each client connection keeps its own server session: a direct
-    /// connection, or a session-mode pooler. Session settings (`SET`),
-    /// session advisory locks and prepared statements persist.
-    Session,
+    /// Each client connection keeps its own server connection: a direct
+    /// connection, or a session-mode pooler. `SET`, session-level advisory
+    /// locks and prepared statements persist.
+    Direct,
     /// A transaction-mode pooler that carries prepared statements
     /// (PgBouncer >= 1.21 with `max_prepared_statements`): a client's
-    /// consecutive transactions may run on different server sessions, so
+    /// consecutive transactions may run on different server connections, so
     /// session settings and session advisory locks do not persist; settings
     /// must be made per transaction (`SET LOCAL`), locks must be
     /// transaction locks.
@@ -719,22 +719,22 @@ pub async fn detect_pooler(url: &DbUrl, pool: &PgPool) -> Result<Pooling, Connec
 /// 1. `a` sets a session setting to a fresh token (a prepared statement,
 ///    outside any transaction);
 /// 2. `b` opens a transaction and reads that setting with the same
-///    statement. A transaction-mode pooler hands `b` the server session `a`
+///    statement. A transaction-mode pooler hands `b` the server connection `a`
 ///    just released (PgBouncer reuses the most recent one), so `b` sees
-///    `a`'s token: session state leaks between clients. PgBouncer < 1.21
+///    `a`'s token: connection state leaks between clients. PgBouncer < 1.21
 ///    fails here already when both connections named their statement alike
 ///    (`prepared statement "sqlx_s_1" already exists`);
-/// 3. while `b`'s transaction pins that server session, `a` runs its
+/// 3. while `b`'s transaction pins that server connection, `a` runs its
 ///    prepared statement again: a transaction pooler runs it on another
-///    server session, where `a`'s token is missing (and where PgBouncer <
+///    server connection, where `a`'s token is missing (and where PgBouncer <
 ///    1.21 does not have the statement: `prepared statement "sqlx_s_1"
 ///    does not exist`);
 /// 4. the setting is reset and `b`'s transaction ends.
 ///
 /// A direct connection (or a session-mode pooler) shows neither effect:
-/// [`Pooling::Session`]. Under heavy concurrent use of a pooler the probe
-/// may not land on the same server session and also answer
-/// [`Pooling::Session`]; errors from later statements are then still
+/// [`Pooling::Direct`]. Under heavy concurrent use of a pooler the probe
+/// may not land on the same server connection and also answer
+/// [`Pooling::Direct`]; errors from later statements are then still
 /// classified by [`statement_failure`].
 ///
 /// # Errors
@@ -782,7 +782,7 @@ pub async fn detect_pooler_on(
     Ok(if pooled {
         Pooling::Transaction
     } else {
-        Pooling::Session
+        Pooling::Direct
     })
 }
 

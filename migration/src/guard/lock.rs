@@ -21,7 +21,7 @@
 //! services) a client's consecutive transactions run on whatever server
 //! session is free, so a session-level advisory lock is taken on one server
 //! session and released (or not) on another, and settings made with `SET`
-//! vanish. A transaction keeps its server session until it ends, so the
+//! vanish. A transaction keeps its server connection until it ends, so the
 //! lock, the `search_path` and the `lock_timeout` ([`RunOptions`]) hold for
 //! the whole run, through a pooler as on a direct connection. The price:
 //! a run is all-or-nothing (if migration 3 of 4 fails, 1 and 2 are rolled
@@ -135,7 +135,7 @@ impl RunOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockHolder {
     /// Backend process id of the holding session (behind a pooler: the
-    /// server session the holder's transaction runs on).
+    /// server connection the holder's transaction runs on).
     pub pid: i32,
     /// Its `application_name`.
     pub application_name: String,

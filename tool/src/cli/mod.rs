@@ -539,8 +539,8 @@ async fn doctor(
     ok(
         &mut f,
         match pooling {
-            diagnose::Pooling::Session => {
-                "direct connection or session-mode pooler: session state persists".to_owned()
+            diagnose::Pooling::Direct => {
+                "direct connection or session-mode pooler: connection state persists".to_owned()
             }
             diagnose::Pooling::Transaction => "transaction-mode pooler that keeps prepared \
                  statements: the library applies its settings per transaction"

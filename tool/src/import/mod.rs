@@ -884,7 +884,7 @@ async fn write(
 /// pool, opened with the target's connection options, so that sqlx (binary
 /// `COPY`) and sea-orm (the migrator's `search_path` helpers) statements run
 /// on the same session, inside one `BEGIN` ... `COMMIT`. One transaction
-/// also keeps its server session through a transaction-mode pooler.
+/// also keeps its server connection through a transaction-mode pooler.
 struct WriteSession {
     pool: sea_orm_migration::sea_orm::sqlx::PgPool,
 }

@@ -7,18 +7,14 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 pub use test_db::schema_dump;
 
-/// Every migration, in order. Spelled out (not read from `Migrator`), so a
-/// new migration has to be added here knowingly.
-pub const ALL: [&str; 8] = [
-    "m001_user_profiles",
-    "m002_add_pdf_storage",
-    "m003_create_vector_store",
-    "m004_delete_orphan_chunks",
-    "m005_legacy_import",
-    "m007_lowercase_chunk_ids",
-    "m008_hnsw_ef_construction",
-    "m009_staged_chunks",
-];
+/// Every migration, in order, as the `Migrator` lists them (generated from
+/// the code, so the tests and the migrator cannot disagree).
+pub static ALL: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    migration::migration_names()
+        .into_iter()
+        .map(|name| &*name.leak())
+        .collect()
+});
 
 /// The migration binary, with the environment variables that change its
 /// behaviour removed, so the tests do not depend on the caller's shell.

@@ -915,7 +915,7 @@ async fn up_on_a_migrated_or_empty_database_is_unaffected_by_the_check() {
         .unwrap();
     let before = schema_dump(db.url());
     ok(db.url(), &["up"]);
-    assert_eq!(applied(db.conn()).await, ALL);
+    assert_eq!(applied(db.conn()).await, *ALL);
     assert_same_schema(&schema_dump(db.url()), &before, "adopted as it was");
 
     // One different object is enough to refuse, and it is named.

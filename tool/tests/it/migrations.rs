@@ -22,7 +22,7 @@ async fn up_from_empty_applies_every_migration_in_order() {
 
     Migrator::up(conn, None).await.unwrap();
 
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
     assert!(
         Migrator::get_pending_migrations(conn)
             .await
@@ -50,7 +50,7 @@ async fn second_up_is_a_no_op() {
     Migrator::up(db.conn(), None).await.unwrap();
     let before = schema_dump(db.url());
     Migrator::up(db.conn(), None).await.unwrap();
-    assert_eq!(applied(db.conn()).await, ALL);
+    assert_eq!(applied(db.conn()).await, *ALL);
     assert_same_schema(&schema_dump(db.url()), &before, "after a second up");
 }
 
@@ -247,7 +247,7 @@ async fn fresh_refresh_and_reset() {
     // ...unless data loss is allowed (`--force` on the command line). Data
     // gone, schema identical.
     allow_data_loss(Migrator::fresh(conn)).await.unwrap();
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
     assert_eq!(profile_count(conn).await, 0);
     assert_same_schema(&schema_dump(db.url()), &migrated, "after fresh");
 
@@ -262,10 +262,10 @@ async fn fresh_refresh_and_reset() {
         "{refused}"
     );
     assert!(refused.contains("Nothing was changed"), "{refused}");
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
     assert_eq!(profile_count(conn).await, 1);
     allow_data_loss(Migrator::refresh(conn)).await.unwrap();
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
     assert_eq!(profile_count(conn).await, 0);
     assert_same_schema(&schema_dump(db.url()), &migrated, "after refresh");
 

@@ -52,7 +52,7 @@ async fn eight_binaries_through_the_transaction_pooler_migrate_once() {
         PROCESSES,
         "every one waited:\n{all}"
     );
-    for m in ALL {
+    for m in ALL.iter() {
         assert_eq!(
             all.matches(&format!("Migration '{m}' has been applied"))
                 .count(),
@@ -68,7 +68,7 @@ async fn eight_binaries_through_the_transaction_pooler_migrate_once() {
         PROCESSES - 1,
         "{all}"
     );
-    assert_eq!(applied(db.conn()).await, ALL);
+    assert_eq!(applied(db.conn()).await, *ALL);
     let reference = TestDatabase::new().await;
     assert_same_schema(
         &schema_dump(db.url()),
@@ -98,7 +98,7 @@ async fn eight_up_locked_through_the_transaction_pooler_migrate_once() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    assert_eq!(applied(db.conn()).await, ALL);
+    assert_eq!(applied(db.conn()).await, *ALL);
     assert!(
         lock::lock_holder(db.conn()).await.unwrap().is_none(),
         "released"
@@ -152,7 +152,7 @@ async fn lock_timeout_holds_inside_migrations_through_the_pooler() {
     }
     assert_eq!(applied(conn).await, ALL[..1]);
     ok(url.as_str(), &["up"]);
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
 }
 
 #[tokio::test]
@@ -160,8 +160,8 @@ async fn pooler_detection_tells_transaction_pooling_and_refuses_pgbouncer_1_18()
     let db = TestDatabase::new().await;
     let pool_of = |conn: &sea_orm::DatabaseConnection| conn.get_postgres_connection_pool().clone();
     for (url, expected) in [
-        (db.db_url().clone(), Pooling::Session),
-        (through_session_pooler(db.db_url()), Pooling::Session),
+        (db.db_url().clone(), Pooling::Direct),
+        (through_session_pooler(db.db_url()), Pooling::Direct),
         (through_tx_pooler(db.db_url()), Pooling::Transaction),
     ] {
         let conn = Database::connect(url.as_str()).await.unwrap();
@@ -169,7 +169,7 @@ async fn pooler_detection_tells_transaction_pooling_and_refuses_pgbouncer_1_18()
             .await
             .unwrap_or_else(|f| panic!("{url}: {f}"));
         assert_eq!(found, expected, "{url}");
-        // The probe leaves no session state behind.
+        // The probe leaves no connection state behind.
         assert_eq!(
             strings(
                 &conn,

@@ -46,7 +46,7 @@ async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
         .collect();
     let all = outputs.join("\n----\n");
 
-    for m in ALL {
+    for m in ALL.iter() {
         assert_eq!(
             all.matches(&format!("Migration '{m}' has been applied"))
                 .count(),
@@ -54,7 +54,7 @@ async fn concurrent_ups_on_an_empty_database_apply_each_migration_once() {
             "{m} must be applied exactly once:\n{all}"
         );
     }
-    assert_eq!(applied(db.conn()).await, ALL);
+    assert_eq!(applied(db.conn()).await, *ALL);
     assert!(
         outputs
             .iter()
@@ -132,7 +132,7 @@ async fn a_waiting_migrator_names_the_lock_holder_and_proceeds_after_release() {
         t.contains(&format!("waiting for another migrator (pid {}", holder.pid)),
         "{t}"
     );
-    assert_eq!(applied(db.conn()).await, ALL);
+    assert_eq!(applied(db.conn()).await, *ALL);
 }
 
 #[tokio::test]
@@ -151,7 +151,7 @@ async fn up_locked_serializes_application_instances() {
     for r in [a, b, c] {
         r.unwrap();
     }
-    assert_eq!(applied(db.conn()).await, ALL);
+    assert_eq!(applied(db.conn()).await, *ALL);
     assert!(
         lock::lock_holder(db.conn()).await.unwrap().is_none(),
         "released"
@@ -352,7 +352,7 @@ async fn dry_run_on_an_empty_database_reports_everything_and_changes_nothing() {
     );
     // The real run afterwards applies everything.
     ok(db.url(), &["up"]);
-    assert_eq!(applied(db.conn()).await, ALL);
+    assert_eq!(applied(db.conn()).await, *ALL);
 }
 
 #[tokio::test]
@@ -464,7 +464,7 @@ async fn a_blocked_migration_gives_up_after_lock_timeout_and_says_what_to_do() {
     // Once the transaction is gone the same command succeeds; --lock-timeout
     // is the flag form of the variable.
     ok(db.url(), &["--lock-timeout", "2s", "up"]);
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
 }
 
 #[tokio::test]
@@ -557,7 +557,7 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     ] {
         assert!(err.contains(part), "{part:?} missing from:\n{err}");
     }
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
     assert_eq!(schema_dump(db.url()), before);
 
     ok(db.url(), &["down", "-n", "6", "--force"]);
@@ -598,7 +598,7 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     }
     assert_eq!(count(conn, "SELECT count(*) FROM user_profiles").await, 1);
     ok(db.url(), &["refresh", "--force"]);
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
     assert_eq!(count(conn, "SELECT count(*) FROM user_profiles").await, 0);
 
     // Without data nothing is refused.
@@ -619,7 +619,7 @@ async fn fresh_is_refused_while_any_table_has_rows() {
     assert!(err.contains("1 row(s) of other_service"), "{err}");
     assert_eq!(count(conn, "SELECT count(*) FROM other_service").await, 1);
     ok(db.url(), &["fresh", "--force"]);
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
     assert_eq!(
         strings(
             conn,
@@ -642,7 +642,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
         err.contains("refusing to roll back m003_create_vector_store"),
         "{err}"
     );
-    assert_eq!(applied(conn).await, ALL);
+    assert_eq!(applied(conn).await, *ALL);
 
     // The check inside m003's own down (which also runs when the pre-check
     // is bypassed, as sea-orm's own executor would) refuses as well.

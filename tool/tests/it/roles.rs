@@ -104,7 +104,7 @@ async fn the_owner_migrates_and_the_application_role_works_without_ddl() {
         up.contains(&format!("Migration '{last}' has been applied")),
         "{up}"
     );
-    assert_eq!(applied(db.conn()).await, ALL);
+    assert_eq!(applied(db.conn()).await, *ALL);
     assert_eq!(
         strings(
             db.conn(),
