@@ -65,23 +65,19 @@ impl DbConfig {
                 });
             }
         };
-        let search_path = self
-            .schema
-            .as_deref()
-            .map(|s| search_path(s, probe.vector_schema.as_deref()));
-        // `hnsw.iterative_scan` exists from pgvector 0.8 on.
-        let iterative_scan = probe
-            .pgvector_version
-            .as_deref()
-            .is_none_or(|v| version_at_least(v, (0, 8)));
-        let mut settings = Settings::new(self, url_settings, search_path, iterative_scan);
+        let mut settings = Settings::new(
+            self,
+            url_settings,
+            probe.vector_schema.as_deref(),
+            probe.pgvector_version.as_deref(),
+        );
         let held = settings
             .drop_held(&primary)
             .await
             .map_err(|e| e.with_target(&target))?;
-        tracing::debug!(
-            ?held,
-            per_transaction = ?settings.statement.iter().chain(&settings.hnsw).map(|(n, _)| n).collect::<Vec<_>>(),
+        tracing::info!(
+            held_by_role = ?held,
+            per_transaction = ?settings.per_transaction(),
             "settings"
         );
 
@@ -141,33 +137,6 @@ impl DbConfig {
     }
 }
 
-/// The `search_path` value for a schema list: the list quoted as the
-/// migration tool quotes it, then the `vector` extension's schema when the
-/// list does not name it.
-fn search_path(schema: &str, vector_schema: Option<&str>) -> String {
-    let path = pgconn::quote_search_path(schema);
-    match vector_schema {
-        Some(v) => {
-            let quoted = pgconn::quote_search_path(v);
-            if path.split(", ").any(|p| p == quoted) {
-                path
-            } else {
-                format!("{path}, {quoted}")
-            }
-        }
-        None => path,
-    }
-}
-
-/// `a.b[.c]` >= `(major, minor)`.
-fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
-    let mut parts = version
-        .split('.')
-        .map(|p| p.trim().parse::<u64>().unwrap_or(0));
-    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    found >= (major, minor)
-}
-
 /// What `connect` learns from the primary once.
 struct Probe {
     pgvector_version: Option<String>,
@@ -189,27 +158,4 @@ async fn probe(primary: &DatabaseConnection) -> Result<Probe> {
         pgvector_version: row.try_get("", "version")?,
         vector_schema: row.try_get("", "schema")?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_path_quotes_the_list_and_adds_the_extension_schema() {
-        assert_eq!(search_path("app", Some("public")), r#""app", "public""#);
-        assert_eq!(
-            search_path("app,public", Some("public")),
-            r#""app", "public""#
-        );
-        assert_eq!(search_path("app", Some("app")), r#""app""#);
-        assert_eq!(search_path(r#"we"ird"#, None), r#""we""ird""#);
-    }
-
-    #[test]
-    fn pgvector_versions_compare() {
-        assert!(version_at_least("0.8.0", (0, 8)));
-        assert!(version_at_least("0.10.1", (0, 8)));
-        assert!(!version_at_least("0.7.4", (0, 8)));
-    }
 }

@@ -87,6 +87,15 @@ impl Db {
         Primary { db: self }
     }
 
+    /// Names of the settings this handle applies in each transaction: those
+    /// it is configured with that the role does not already hold
+    /// (`ALTER ROLE ... IN DATABASE ... SET`, checked at connect; see
+    /// [`crate::settings`]). Empty when the role holds them all: lone
+    /// statements then run without a transaction of their own.
+    pub fn settings_applied_per_transaction(&self) -> Vec<String> {
+        self.inner.settings.per_transaction()
+    }
+
     /// The configuration this handle was made from.
     pub fn config(&self) -> &DbConfig {
         &self.inner.config

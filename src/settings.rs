@@ -63,15 +63,21 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// Every setting the configuration asks for, in application order.
-    /// `iterative_scan`: whether the server's pgvector has
-    /// `hnsw.iterative_scan` (0.8+).
+    /// Every setting the configuration asks for, in application order, on
+    /// a server whose `vector` extension lives in `vector_schema` at
+    /// `pgvector_version` (both `None` without the extension).
     pub(crate) fn new(
         config: &crate::DbConfig,
         url_settings: Vec<(String, String)>,
-        search_path: Option<String>,
-        iterative_scan: bool,
+        vector_schema: Option<&str>,
+        pgvector_version: Option<&str>,
     ) -> Self {
+        let search_path = config
+            .schema
+            .as_deref()
+            .map(|s| search_path(s, vector_schema));
+        // `hnsw.iterative_scan` exists from pgvector 0.8 on.
+        let iterative_scan = pgvector_version.is_none_or(|v| version_at_least(v, (0, 8)));
         let mut statement: Vec<(String, String)> = url_settings
             .into_iter()
             .filter(|(name, _)| {
@@ -140,6 +146,16 @@ impl Settings {
         Ok(held)
     }
 
+    /// Names of the settings applied per transaction (those the role does
+    /// not hold), in order.
+    pub(crate) fn per_transaction(&self) -> Vec<String> {
+        self.statement
+            .iter()
+            .chain(&self.hnsw)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Whether statements need settings before they run (so a search
     /// cannot set its `hnsw.*` settings inside its own statement).
     pub(crate) fn has_statement_settings(&self) -> bool {
@@ -188,6 +204,48 @@ impl Settings {
         }
         format!("(SELECT {}) IS NOT NULL", items.join(" || "))
     }
+}
+
+/// The settings a handle configured by `config` applies (the URL's
+/// `options` aside), as `(name, value)` in the form the server is given:
+/// what `migration settings` makes role settings (`ALTER ROLE ... IN
+/// DATABASE ... SET name = 'value'`), after which such a handle sends none
+/// of them. `vector_schema` and `pgvector_version` are the server's
+/// `vector` extension's, `None` without it.
+pub fn role_settings(
+    config: &crate::DbConfig,
+    vector_schema: Option<&str>,
+    pgvector_version: Option<&str>,
+) -> Vec<(String, String)> {
+    let s = Settings::new(config, Vec::new(), vector_schema, pgvector_version);
+    s.statement.into_iter().chain(s.hnsw).collect()
+}
+
+/// The `search_path` value for a schema list: the list quoted as the
+/// migration tool quotes it, then the `vector` extension's schema when the
+/// list does not name it.
+pub(crate) fn search_path(schema: &str, vector_schema: Option<&str>) -> String {
+    let path = pgconn::quote_search_path(schema);
+    match vector_schema {
+        Some(v) => {
+            let quoted = pgconn::quote_search_path(v);
+            if path.split(", ").any(|p| p == quoted) {
+                path
+            } else {
+                format!("{path}, {quoted}")
+            }
+        }
+        None => path,
+    }
+}
+
+/// `a.b[.c]` >= `(major, minor)`.
+fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    let mut parts = version
+        .split('.')
+        .map(|p| p.trim().parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
 }
 
 /// `SELECT set_config($1, $2, true), ..., computed` and its parameters: the
@@ -250,6 +308,24 @@ fn compare_sql(values: &[(String, String)]) -> (String, Vec<String>) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn search_path_quotes_the_list_and_adds_the_extension_schema() {
+        assert_eq!(search_path("app", Some("public")), r#""app", "public""#);
+        assert_eq!(
+            search_path("app,public", Some("public")),
+            r#""app", "public""#
+        );
+        assert_eq!(search_path("app", Some("app")), r#""app""#);
+        assert_eq!(search_path(r#"we"ird"#, None), r#""we""ird""#);
+    }
+
+    #[test]
+    fn pgvector_versions_compare() {
+        assert!(version_at_least("0.8.0", (0, 8)));
+        assert!(version_at_least("0.10.1", (0, 8)));
+        assert!(!version_at_least("0.7.4", (0, 8)));
+    }
+
     /// `drop_held` keeps what the role does not hold and drops what it
     /// does, comparing values in the server's own form (`4321ms` set as
     /// `4321ms`, `strict_order`).
@@ -259,7 +335,7 @@ mod tests {
         let mut config = crate::DbConfig::new(db.url());
         config.statement_timeout = Some(std::time::Duration::from_millis(4321));
         config.hnsw_ef_search = Some(1);
-        let fresh = || Settings::new(&config, Vec::new(), None, true);
+        let fresh = || Settings::new(&config, Vec::new(), None, None);
         let pool = || async { sea_orm::Database::connect(db.url()).await.unwrap() };
 
         let mut s = fresh();

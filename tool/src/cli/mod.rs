@@ -182,6 +182,34 @@ enum Command {
     )]
     Doctor,
     #[command(
+        about = "Print (or --apply) the role settings that make the library's settings hold \
+                 without being sent per transaction",
+        long_about = "Print (or --apply) `ALTER ROLE <role> IN DATABASE <db> SET ...` for every \
+                      setting a library handle configured like this applies: the schema list \
+                      (-s / DATABASE_SCHEMA), --statement-timeout-ms, --hnsw-ef-search and \
+                      hnsw.iterative_scan (pgvector 0.8+). Role settings survive any pooler; \
+                      the library finds them held at connect and stops sending them, so a lone \
+                      statement needs no transaction of its own. New connections get them; \
+                      restart the application (or let its pool recycle) after applying.",
+        display_order = 91
+    )]
+    Settings {
+        #[arg(long, help = "The application's role")]
+        role: String,
+        #[arg(
+            long,
+            help = "statement_timeout in milliseconds (DbConfig::statement_timeout)"
+        )]
+        statement_timeout_ms: Option<u64>,
+        #[arg(long, help = "A fixed hnsw.ef_search (DbConfig::hnsw_ef_search)")]
+        hnsw_ef_search: Option<u32>,
+        #[arg(
+            long,
+            help = "Run the SQL on the URL's database instead of printing it"
+        )]
+        apply: bool,
+    },
+    #[command(
         about = "Print (or --apply) the SQL of the owner / application role split",
         long_about = "Print the SQL that creates an owner role (owns the schema, runs the \
                       migrations) and an application role (reads and writes rows only), with \
@@ -452,6 +480,33 @@ async fn run_database_command(cli: Cli) -> Result<(), String> {
                 Err(String::new())
             }
         }
+        Command::Settings {
+            role,
+            statement_timeout_ms,
+            hnsw_ef_search,
+            apply,
+        } => {
+            let sql = role_settings_sql(
+                db,
+                &url,
+                run.schema.as_deref(),
+                &role,
+                statement_timeout_ms,
+                hnsw_ef_search,
+            )
+            .await
+            .map_err(explain)?;
+            if apply {
+                db.execute_unprepared(&sql).await.map_err(explain)?;
+                println!(
+                    "role {role:?} now holds the library's settings in database {:?}",
+                    url.database()
+                );
+            } else {
+                print!("{sql}");
+            }
+            Ok(())
+        }
         Command::Doctor => {
             let txn = run.begin_read_only(db).await.map_err(explain)?;
             let findings = doctor(&txn, &url, conn.pooling).await.map_err(explain)?;
@@ -509,6 +564,54 @@ fn first_schema(schema: &str) -> &str {
 
 /// `status`, as sea-orm-migration prints it (same lines, same log target),
 /// from a read-only reading.
+/// `ALTER ROLE ... IN DATABASE ... SET` for each setting a library handle
+/// configured with these values applies
+/// ([`mockinterview_db::settings::role_settings`], one definition).
+async fn role_settings_sql(
+    db: &DatabaseConnection,
+    url: &DbUrl,
+    schema: Option<&str>,
+    role: &str,
+    statement_timeout_ms: Option<u64>,
+    hnsw_ef_search: Option<u32>,
+) -> Result<String, DbErr> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT e.extversion AS version, n.nspname::text AS schema \
+             FROM (SELECT 1) one \
+             LEFT JOIN pg_extension e ON e.extname = 'vector' \
+             LEFT JOIN pg_namespace n ON n.oid = e.extnamespace",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no row".into()))?;
+    let version: Option<String> = row.try_get("", "version")?;
+    let vector_schema: Option<String> = row.try_get("", "schema")?;
+    let mut config = mockinterview_db::DbConfig::new(url.as_str());
+    config.schema = schema.map(str::to_owned);
+    config.statement_timeout = statement_timeout_ms.map(std::time::Duration::from_millis);
+    config.hnsw_ef_search = hnsw_ef_search;
+    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let settings = mockinterview_db::settings::role_settings(
+        &config,
+        vector_schema.as_deref(),
+        version.as_deref(),
+    );
+    Ok(settings
+        .iter()
+        .map(|(name, value)| {
+            // Names are the library's own (`search_path`, `hnsw.ef_search`, ...).
+            format!(
+                "ALTER ROLE {} IN DATABASE {} SET {name} = {};\n",
+                ident(role),
+                ident(url.database()),
+                literal(value)
+            )
+        })
+        .collect())
+}
+
 /// What `doctor` found once connected (a failure to connect is reported,
 /// classified, before this runs).
 struct Findings {
@@ -671,6 +774,7 @@ async fn execute(txn: &DatabaseTransaction, command: Command) -> Result<(), DbEr
         Command::Init
         | Command::Generate { .. }
         | Command::Doctor
+        | Command::Settings { .. }
         | Command::Verify { .. }
         | Command::Status
         | Command::Roles { .. }

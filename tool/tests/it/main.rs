@@ -20,3 +20,4 @@ mod production;
 mod roles;
 mod schema;
 mod schema_search_path;
+mod settings;
