@@ -17,6 +17,7 @@ use sea_orm::{
 use crate::config::{DbConfig, REPLICA_URLS_ENV, parse_url, validate_schema};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::health::{READINESS_SQL, Readiness};
 use crate::replica::{Replica, Replicas};
 use crate::settings::Settings;
 use crate::store::Backend;
@@ -68,7 +69,7 @@ impl DbConfig {
         let mut settings = Settings::new(
             self,
             url_settings,
-            probe.vector_schema.as_deref(),
+            probe.pgvector_schema.as_deref(),
             probe.pgvector_version.as_deref(),
         );
         let held = settings
@@ -137,25 +138,17 @@ impl DbConfig {
     }
 }
 
-/// What `connect` learns from the primary once.
-struct Probe {
-    pgvector_version: Option<String>,
-    vector_schema: Option<String>,
-}
-
-async fn probe(primary: &DatabaseConnection) -> Result<Probe> {
+/// What `connect` learns from the primary once: [`crate::health`]'s
+/// readiness query, on the pool's first connection.
+async fn probe(primary: &DatabaseConnection) -> Result<Readiness> {
     let row = primary
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT e.extversion AS version, n.nspname::text AS schema \
-             FROM (SELECT 1) one \
-             LEFT JOIN pg_extension e ON e.extname = 'vector' \
-             LEFT JOIN pg_namespace n ON n.oid = e.extnamespace",
-        ))
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, READINESS_SQL))
         .await?
         .ok_or_else(|| Error::Config("the connection check returned no row".into()))?;
-    Ok(Probe {
-        pgvector_version: row.try_get("", "version")?,
-        vector_schema: row.try_get("", "schema")?,
+    Ok(Readiness {
+        server_version: row.try_get("", "server_version")?,
+        pgvector_version: row.try_get("", "installed")?,
+        pgvector_available_version: row.try_get("", "available")?,
+        pgvector_schema: row.try_get("", "schema")?,
     })
 }

@@ -90,8 +90,11 @@ impl Db {
     /// Names of the settings this handle applies in each transaction: those
     /// it is configured with that the role does not already hold
     /// (`ALTER ROLE ... IN DATABASE ... SET`, checked at connect; see
-    /// [`crate::settings`]). Empty when the role holds them all: lone
-    /// statements then run without a transaction of their own.
+    /// [`crate::settings`]), and `hnsw.ef_search` unless it is fixed
+    /// ([`DbConfig::hnsw_ef_search`]: by default the server computes it
+    /// from the table's size in each transaction). Empty when there is
+    /// nothing to apply: statements through the handle then run without a
+    /// transaction of their own.
     pub fn settings_applied_per_transaction(&self) -> Vec<String> {
         self.inner.settings.per_transaction()
     }
@@ -262,8 +265,7 @@ impl Db {
     /// Whether a statement of the application's own needs a transaction to
     /// carry the settings (none are held by the role).
     fn statements_need_settings(&self) -> bool {
-        let (values, computed) = self.inner.settings.for_op(Op::HnswSearch { k: HANDLE_K });
-        !values.is_empty() || computed.is_some()
+        !self.inner.settings.per_transaction().is_empty()
     }
 
     /// Begins a transaction on the primary and applies the settings.

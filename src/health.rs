@@ -8,6 +8,15 @@ use crate::error::{Error, Result};
 use crate::settings::Op;
 use crate::store::Store;
 
+/// The server's version and its `vector` extension: what [`readiness`]
+/// reports and what [`crate::DbConfig::connect`] reads once.
+pub(crate) const READINESS_SQL: &str = "SELECT current_setting('server_version') AS server_version, \
+       e.extversion AS installed, n.nspname::text AS schema, \
+       (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') AS available \
+     FROM (SELECT 1) one \
+     LEFT JOIN pg_extension e ON e.extname = 'vector' \
+     LEFT JOIN pg_namespace n ON n.oid = e.extnamespace";
+
 /// What [`readiness`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Readiness {
@@ -17,6 +26,8 @@ pub struct Readiness {
     pub pgvector_version: Option<String>,
     /// pgvector version the server could install, if its files are present.
     pub pgvector_available_version: Option<String>,
+    /// The schema the `vector` extension is installed in, if it is.
+    pub pgvector_schema: Option<String>,
 }
 
 impl Readiness {
@@ -45,19 +56,14 @@ pub async fn readiness<S: Store + ?Sized>(db: &S) -> Result<Readiness> {
     db.route()
         .primary_read(Op::Plain, |c| async move {
             let row = c
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT current_setting('server_version') AS server_version, \
-                        (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS installed, \
-                        (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') \
-                          AS available",
-                ))
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, READINESS_SQL))
                 .await?
                 .ok_or_else(|| Error::Config("readiness query returned no row".into()))?;
             Ok(Readiness {
                 server_version: row.try_get("", "server_version")?,
                 pgvector_version: row.try_get("", "installed")?,
                 pgvector_available_version: row.try_get("", "available")?,
+                pgvector_schema: row.try_get("", "schema")?,
             })
         })
         .await

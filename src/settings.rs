@@ -147,13 +147,19 @@ impl Settings {
     }
 
     /// Names of the settings applied per transaction (those the role does
-    /// not hold), in order.
+    /// not hold, and an automatic `hnsw.ef_search`, which the server
+    /// computes in each transaction), in order.
     pub(crate) fn per_transaction(&self) -> Vec<String> {
-        self.statement
+        let mut names: Vec<String> = self
+            .statement
             .iter()
             .chain(&self.hnsw)
             .map(|(name, _)| name.clone())
-            .collect()
+            .collect();
+        if self.ef_auto {
+            names.push("hnsw.ef_search (from the table's size)".to_owned());
+        }
+        names
     }
 
     /// Whether statements need settings before they run (so a search
@@ -210,8 +216,9 @@ impl Settings {
 /// `options` aside), as `(name, value)` in the form the server is given:
 /// what `migration settings` makes role settings (`ALTER ROLE ... IN
 /// DATABASE ... SET name = 'value'`), after which such a handle sends none
-/// of them. `vector_schema` and `pgvector_version` are the server's
-/// `vector` extension's, `None` without it.
+/// of them. `vector_schema` and `pgvector_version` describe the server's
+/// `vector` extension (`None` without it), as
+/// [`crate::health::readiness`] reports them.
 pub fn role_settings(
     config: &crate::DbConfig,
     vector_schema: Option<&str>,

@@ -15,8 +15,7 @@ pub enum UrlError {
     /// `DATABASE_URL` is not set (neither in the environment nor in `.env`).
     #[error(
         "DATABASE_URL is not set: put `DATABASE_URL=postgres://user:password@host:5432/db` in \
-         the environment or in a .env file (the project's .env points at the local database \
-         that scripts/db-up provisions)"
+         the environment or in a .env file"
     )]
     Missing,
     /// Not a `postgres://` or `postgresql://` URL.

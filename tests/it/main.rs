@@ -1,5 +1,6 @@
 //! Integration tests of the library against a real PostgreSQL with
-//! pgvector (the migrations are tested in `migration/tests`).
+//! pgvector (the migrations and the migration tool are tested in
+//! `tool/tests`).
 //!
 //! Each test gets its own database from `test-db`, so the
 //! tests run in parallel. Start the local server with `scripts/db-up`, or run

@@ -1,6 +1,6 @@
 //! Staged uploads (migration 009): chunks searchable at once, moved into the
 //! HNSW index later, with the same replacement semantics as
-//! `replace_resume_chunks`.
+//! `replace_chunks` with `Indexing::Now`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -60,7 +60,7 @@ async fn staged_chunks_replace_the_old_ones_for_every_library_read_at_once() {
     assert_eq!(staged_rows(db.conn()).await, 5);
 
     // Reading the resume's chunks: the staged set, with ids, metadata and
-    // embeddings as replace_resume_chunks would store them.
+    // embeddings as `replace_chunks` would store them.
     let stored = chunks::resume_chunks(db.conn(), u.id, r.id).await.unwrap();
     assert_eq!(
         stored_ids(db.conn(), u.id, r.id).await,

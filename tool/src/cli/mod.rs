@@ -1,6 +1,5 @@
-//! The `migration` binary's command line (feature `cli`): what
-//! `cargo run -p migration -- <command>` and `sea-orm-cli migrate <command>`
-//! run.
+//! The `migration` binary's command line: what `cargo run -p
+//! migration-tool -- <command>` (or `scripts/migrate <command>`) runs.
 //!
 //! It accepts every subcommand and flag of sea-orm-migration's CLI (`init`, `generate`,
 //! `up [-n]`, `down [-n]`, `status`, `fresh`, `refresh`, `reset`, `-u`,
@@ -11,6 +10,10 @@
 //! - `--lock-timeout` (`MIGRATION_LOCK_TIMEOUT`): the migrations' lock_timeout;
 //! - `roles --owner <role> --app <role> [--apply]`: the SQL of the
 //!   owner / application role split;
+//! - `settings --role <role> [--statement-timeout-ms N] [--hnsw-ef-search
+//!   N] [--apply]`: the library's settings as role settings;
+//! - `doctor`: why a connection fails, the pooler's mode, the server's
+//!   pgvector and the pending migrations;
 //! - `import --from <legacy-url> [--dry-run] [--report FILE]
 //!   [--leave-unowned-tables] [--source-timezone ZONE]`: copy a database of
 //!   the TypeScript app into the (empty) database of the URL
@@ -46,8 +49,11 @@ use migration::status::MigrationsStatus;
 
 pub mod connect;
 
-/// Where `init` and `generate` write (sea-orm-migration's choice).
-const MIGRATION_DIR: &str = "./";
+/// Where `init` and `generate` write, run from the repository root: the
+/// `migration` crate (`generate` adds `src/mYYYYMMDD_HHMMSS_<name>.rs` and a
+/// `mod` line to its `lib.rs`; move the file into `src/migrations/` under
+/// the next free number and list it there).
+const MIGRATION_DIR: &str = "./migration";
 
 #[derive(Parser)]
 #[command(
@@ -188,8 +194,10 @@ enum Command {
                       setting a library handle configured like this applies: the schema list \
                       (-s / DATABASE_SCHEMA), --statement-timeout-ms, --hnsw-ef-search and \
                       hnsw.iterative_scan (pgvector 0.8+). Role settings survive any pooler; \
-                      the library finds them held at connect and stops sending them, so a lone \
-                      statement needs no transaction of its own. New connections get them; \
+                      the library finds them held at connect and stops sending them; with a \
+                      fixed --hnsw-ef-search too, a lone statement needs no transaction of its \
+                      own (Db::settings_applied_per_transaction is then empty). New connections \
+                      get them; \
                       restart the application (or let its pool recycle) after applying.",
         display_order = 91
     )]
@@ -487,7 +495,6 @@ async fn run_database_command(cli: Cli) -> Result<(), String> {
             apply,
         } => {
             let sql = role_settings_sql(
-                db,
                 &url,
                 run.schema.as_deref(),
                 &role,
@@ -568,25 +575,21 @@ fn first_schema(schema: &str) -> &str {
 /// configured with these values applies
 /// ([`mockinterview_db::settings::role_settings`], one definition).
 async fn role_settings_sql(
-    db: &DatabaseConnection,
     url: &DbUrl,
     schema: Option<&str>,
     role: &str,
     statement_timeout_ms: Option<u64>,
     hnsw_ef_search: Option<u32>,
 ) -> Result<String, DbErr> {
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT e.extversion AS version, n.nspname::text AS schema \
-             FROM (SELECT 1) one \
-             LEFT JOIN pg_extension e ON e.extname = 'vector' \
-             LEFT JOIN pg_namespace n ON n.oid = e.extnamespace",
-        ))
-        .await?
-        .ok_or_else(|| DbErr::Custom("no row".into()))?;
-    let version: Option<String> = row.try_get("", "version")?;
-    let vector_schema: Option<String> = row.try_get("", "schema")?;
+    // Read as the library reads it (where pgvector lives, its version).
+    let handle = mockinterview_db::DbConfig::new(url.as_str())
+        .connect()
+        .await
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    let server = mockinterview_db::health::readiness(&handle)
+        .await
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    handle.close().await.ok();
     let mut config = mockinterview_db::DbConfig::new(url.as_str());
     config.schema = schema.map(str::to_owned);
     config.statement_timeout = statement_timeout_ms.map(std::time::Duration::from_millis);
@@ -595,8 +598,8 @@ async fn role_settings_sql(
     let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let settings = mockinterview_db::settings::role_settings(
         &config,
-        vector_schema.as_deref(),
-        version.as_deref(),
+        server.pgvector_schema.as_deref(),
+        server.pgvector_version.as_deref(),
     );
     Ok(settings
         .iter()

@@ -316,7 +316,7 @@ fn timestamps(
 /// What became of a legacy profile: its new id, or why it was left out.
 pub type ProfileOutcome = Result<Uuid, String>;
 
-/// Profiles: uids in NFC (the form the library is moving to); two
+/// Profiles: uids in NFC (the form the library stores and looks up); two
 /// profiles with the same NFC uid are not merged: the older one (by
 /// `created_at`, then id) is kept and the other excluded with everything it
 /// owns. `email = ''` (phone sign-in) becomes NULL.

@@ -1,4 +1,4 @@
-//! Connection diagnostics against real servers (`pgconn::diagnose`, and the
+//! Connection diagnostics against real servers (`migration_tool::doctor`, and the
 //! binary's messages built on it): refused connections (with the start hint
 //! only for a local server), TLS and certificate failures, `pg_hba.conf`
 //! rejections, passwords, timeouts, DNS, and writes on a hot standby.
