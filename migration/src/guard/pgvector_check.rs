@@ -11,8 +11,8 @@ use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionSession, Trans
 /// Advice printed when pgvector is not installed on the server.
 pub const PGVECTOR_INSTALL_HINT: &str = "install pgvector on the PostgreSQL server: \
 on Debian/Ubuntu with PGDG or Ubuntu packages `apt-get install postgresql-<major>-pgvector`, \
-elsewhere build it from its source (`make && make install`), or use a managed server's \
-pgvector extension or the `pgvector/pgvector` Docker image; then run the migration again";
+elsewhere build it from source (`make && make install`), or run the `pgvector/pgvector:pg16` \
+Docker image (on a managed server, enable its pgvector extension); then run the migration again";
 
 /// Fails with the actionable error of [`create_extension`] when
 /// `extension` is missing and cannot be created here, without changing

@@ -49,11 +49,11 @@ use migration::status::MigrationsStatus;
 
 pub mod connect;
 
-/// Where `init` and `generate` write, run from the repository root: the
-/// `migration` crate (`generate` adds `src/mYYYYMMDD_HHMMSS_<name>.rs` and a
-/// `mod` line to its `lib.rs`; move the file into `src/migrations/` under
-/// the next free number and list it there).
-const MIGRATION_DIR: &str = "./migration";
+/// Where `init` and `generate` write, as sea-orm-migration's CLI does: the
+/// working directory (`generate` adds `src/mYYYYMMDD_HHMMSS_<name>.rs` and a
+/// `mod` line to `src/lib.rs`). Run from `migration/`, then move the file
+/// into `src/migrations/` under the next free number and list it there.
+const MIGRATION_DIR: &str = "./";
 
 #[derive(Parser)]
 #[command(

@@ -341,3 +341,20 @@ async fn profile_count(conn: &sea_orm::DatabaseConnection) -> usize {
         .parse()
         .unwrap()
 }
+
+/// The documentation's list of released migrations (docs/layout.md) is the
+/// `Migrator`'s list: the names are checked against the code, so a new
+/// migration cannot be left out of it.
+#[test]
+fn the_documented_migrations_are_the_migrators() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/layout.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let documented: Vec<&str> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| {
+            let b = w.as_bytes();
+            b.len() > 5 && b[0] == b'm' && b[1..4].iter().all(u8::is_ascii_digit) && b[4] == b'_'
+        })
+        .collect();
+    assert_eq!(documented, *ALL, "{}", path.display());
+}
