@@ -426,7 +426,7 @@ pub(crate) const RESUME_LOCK_KEY_SQL: &str =
 /// Database failures only.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// let stored = mockinterview_db::chunks::resume_chunks(db, user_id, resume_id).await?;
 /// # Ok(()) }
 /// ```
@@ -496,7 +496,7 @@ const RANKABLE: &str = "(embedding <#> embedding) NOT IN ('0', '-Infinity', 'NaN
 /// bounds of [`SearchQuery::metadata_filter`].
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, query: Vec<f32>) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, query: Vec<f32>) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::{chunks::search_chunks, Embedding, SearchQuery, SearchScope};
 /// let q = SearchQuery::new(Embedding::new(query)?, 5, SearchScope::User(user_id))
 ///     .filter("section", "experience");

@@ -17,7 +17,7 @@ use sea_orm::{
 use crate::config::{DbConfig, REPLICA_URLS_ENV, parse_url, validate_schema};
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::health::{READINESS_SQL, Readiness};
+use crate::health::{PGVECTOR_UPGRADE_ADVICE, READINESS_SQL, Readiness};
 use crate::replica::{Replica, Replicas};
 use crate::settings::Settings;
 use crate::store::Backend;
@@ -66,6 +66,15 @@ impl DbConfig {
                 });
             }
         };
+        let bugs = probe.pgvector_known_bugs();
+        if !bugs.is_empty() {
+            tracing::warn!(
+                target = %target,
+                pgvector = probe.pgvector_version.as_deref().unwrap_or_default(),
+                known_bugs = %bugs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                "this server's pgvector has known HNSW bugs: {PGVECTOR_UPGRADE_ADVICE}"
+            );
+        }
         let mut settings = Settings::new(
             self,
             url_settings,

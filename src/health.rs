@@ -1,6 +1,7 @@
 //! Health checks on a handle: [`readiness`] (server and pgvector
-//! versions), [`require_pgvector`], and [`effective_settings`] (what the
-//! server sees a call run with).
+//! versions, with the [known bugs](PGVECTOR_KNOWN_BUGS) of that pgvector),
+//! [`require_pgvector`], and [`effective_settings`] (what the server sees
+//! a call run with).
 
 use sea_orm::{DbBackend, Statement};
 
@@ -35,6 +36,96 @@ impl Readiness {
     pub fn is_ready(&self) -> bool {
         self.pgvector_version.is_some()
     }
+
+    /// The known bugs of the installed pgvector ([`pgvector_known_bugs`]).
+    pub fn pgvector_known_bugs(&self) -> Vec<&'static KnownBug> {
+        self.pgvector_version
+            .as_deref()
+            .map_or_else(Vec::new, pgvector_known_bugs)
+    }
+}
+
+/// A pgvector bug that this workload can meet, fixed in a later release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownBug {
+    /// The first release with the fix, e.g. `0.8.4`.
+    pub fixed_in: &'static str,
+    /// What goes wrong, in a few words.
+    pub summary: &'static str,
+    /// The line of pgvector's CHANGELOG that records the fix.
+    pub changelog: &'static str,
+}
+
+impl std::fmt::Display for KnownBug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (fixed in {})", self.summary, self.fixed_in)
+    }
+}
+
+/// The oldest pgvector without a [known bug](PGVECTOR_KNOWN_BUGS).
+pub const PGVECTOR_MIN_VERSION: &str = "0.8.4";
+
+/// The pgvector bugs fixed after 0.8.0 that this workload meets: every
+/// chunk replacement deletes rows, so VACUUM repairs the HNSW graph all the
+/// time. The one list; [`pgvector_known_bugs`], the library's warning at
+/// connect, and the migration tool's `doctor` and `verify` read it.
+pub const PGVECTOR_KNOWN_BUGS: &[KnownBug] = &[
+    KnownBug {
+        fixed_in: "0.8.2",
+        summary: "buffer overflow with parallel HNSW index builds",
+        changelog: "0.8.2 (2026-02-25): Fixed buffer overflow with parallel HNSW index build (#959)",
+    },
+    KnownBug {
+        fixed_in: "0.8.3",
+        summary: "possible HNSW index corruption when VACUUM repairs the graph",
+        changelog: "0.8.3 (2026-06-17): Fixed possible index corruption with HNSW vacuuming",
+    },
+    KnownBug {
+        fixed_in: "0.8.4",
+        summary: "`hnsw graph not repaired` errors when VACUUM repairs the graph",
+        changelog: "0.8.4 (2026-06-30): Fixed `hnsw graph not repaired` error with HNSW vacuuming",
+    },
+    KnownBug {
+        fixed_in: "0.8.4",
+        summary: "possible errors from inserts while VACUUM repairs the graph",
+        changelog: "0.8.4 (2026-06-30): Fixed possible error with inserts during HNSW vacuuming",
+    },
+];
+
+/// What to do about [`pgvector_known_bugs`].
+pub const PGVECTOR_UPGRADE_ADVICE: &str = "upgrade pgvector on the server to 0.8.4 or newer, run \
+    ALTER EXTENSION vector UPDATE in each database, then rebuild the HNSW index, which the bugs \
+    may have damaged: REINDEX INDEX CONCURRENTLY idx_resume_chunks_embedding";
+
+/// The [known bugs](PGVECTOR_KNOWN_BUGS) of pgvector `version` (as
+/// `pg_extension.extversion` gives it, e.g. `0.8.0`): those fixed in a
+/// later release. A version that does not parse has none (it is not one
+/// pgvector released).
+///
+/// ```
+/// use mockinterview_db::health::pgvector_known_bugs;
+/// assert_eq!(pgvector_known_bugs("0.8.0").len(), 4);
+/// assert_eq!(pgvector_known_bugs("0.8.3").len(), 2);
+/// assert!(pgvector_known_bugs("0.8.4").is_empty());
+/// assert!(pgvector_known_bugs("0.10.0").is_empty());
+/// ```
+pub fn pgvector_known_bugs(version: &str) -> Vec<&'static KnownBug> {
+    let Some(found) = parse_version(version) else {
+        return Vec::new();
+    };
+    PGVECTOR_KNOWN_BUGS
+        .iter()
+        .filter(|bug| parse_version(bug.fixed_in).is_some_and(|fixed| found < fixed))
+        .collect()
+}
+
+/// `major.minor.patch` (a missing part is 0).
+fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = version.trim().split('.').map(|p| p.parse::<u64>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().unwrap_or(Some(0))?;
+    let patch = parts.next().unwrap_or(Some(0))?;
+    parts.next().is_none().then_some((major, minor, patch))
 }
 
 /// Checks that the primary answers and reports whether pgvector is
@@ -151,4 +242,59 @@ pub async fn effective_settings<S: Store + ?Sized>(db: &S) -> Result<EffectiveSe
             }
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_versions_have_the_bugs_fixed_after_them() {
+        let fixed_in = |v: &str| {
+            pgvector_known_bugs(v)
+                .iter()
+                .map(|b| b.fixed_in)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fixed_in("0.7.4"), ["0.8.2", "0.8.3", "0.8.4", "0.8.4"]);
+        assert_eq!(fixed_in("0.8.0"), ["0.8.2", "0.8.3", "0.8.4", "0.8.4"]);
+        assert_eq!(fixed_in("0.8.2"), ["0.8.3", "0.8.4", "0.8.4"]);
+        assert_eq!(fixed_in("0.8.3"), ["0.8.4", "0.8.4"]);
+    }
+
+    #[test]
+    fn current_versions_have_none() {
+        for v in [
+            PGVECTOR_MIN_VERSION,
+            "0.8.6",
+            "0.8.7",
+            "0.9",
+            "1.0.0",
+            "0.10.0",
+        ] {
+            assert!(pgvector_known_bugs(v).is_empty(), "{v}");
+        }
+    }
+
+    #[test]
+    fn unparsable_versions_have_none() {
+        for v in ["", "x", "0.8.0beta", "0.8.0.1"] {
+            assert!(pgvector_known_bugs(v).is_empty(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn every_entry_cites_its_changelog_line() {
+        for bug in PGVECTOR_KNOWN_BUGS {
+            assert!(bug.changelog.starts_with(bug.fixed_in), "{bug:?}");
+            assert!(parse_version(bug.fixed_in).is_some(), "{bug:?}");
+        }
+        assert_eq!(
+            parse_version(PGVECTOR_MIN_VERSION),
+            PGVECTOR_KNOWN_BUGS
+                .iter()
+                .filter_map(|b| parse_version(b.fixed_in))
+                .max()
+        );
+    }
 }

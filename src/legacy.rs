@@ -78,7 +78,7 @@ fn legacy_not_found(entity: &'static str, legacy_id: i64) -> Error {
 /// deleted since.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db) -> mockinterview_db::Result<()> {
 /// // An old cache key `user:id:42`:
 /// let profile = mockinterview_db::legacy::profile_by_legacy_id(db, 42).await?;
 /// println!("{} is now {}", profile.firebase_uid, profile.id);
@@ -111,7 +111,7 @@ pub async fn profile_by_legacy_id<S: Store + ?Sized>(db: &S, legacy_id: i64) -> 
 /// [`Error::NotFound`] when the user has no imported resume with that id.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::{legacy, resumes};
 /// let old = legacy::resume_by_legacy_id(db, user_id, 12).await?;
 /// let pdf = resumes::resume_pdf(db, user_id, old.summary.id).await?;
@@ -143,7 +143,7 @@ pub async fn resume_by_legacy_id<S: Store + ?Sized>(
 /// Database failures only.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::legacy::{legacy_id_of, LegacyTable};
 /// if let Some(old) = legacy_id_of(db, LegacyTable::Resumes, resume_id).await? {
 ///     println!("evict resume:{old}");
@@ -177,7 +177,7 @@ pub async fn legacy_id_of<S: Store + ?Sized>(
 /// Database failures only.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// match mockinterview_db::legacy::primary_resume(db, user_id).await? {
 ///     Some(id) => println!("primary: {id}"),
 ///     None => println!("no primary resume"),
@@ -212,7 +212,7 @@ pub async fn primary_resume<S: Store + ?Sized>(db: &S, user_id: Uuid) -> Result<
 /// same time (retry).
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// mockinterview_db::legacy::set_primary_resume(db, user_id, resume_id).await?;
 /// # Ok(()) }
 /// ```
@@ -251,7 +251,7 @@ pub async fn set_primary_resume<S: Store + ?Sized>(
 /// Database failures only.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// mockinterview_db::legacy::clear_primary_resume(db, user_id).await?;
 /// # Ok(()) }
 /// ```

@@ -179,7 +179,7 @@ pub fn parse_theme(s: &str) -> Result<Theme> {
 /// [`Error::NotFound`] when the profile does not exist.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// let prefs = mockinterview_db::preferences::preferences(db, user_id).await?;
 /// if !prefs.stored { println!("defaults: {} minutes", prefs.duration_minutes); }
 /// # Ok(()) }
@@ -212,7 +212,7 @@ async fn find<C: ConnectionTrait>(c: &C, user_id: Uuid) -> Result<Preferences> {
 /// [`Error::NotFound`] when the profile does not exist.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::preferences::{update_preferences, Difficulty, PreferencesUpdate};
 /// let prefs = update_preferences(db, user_id, PreferencesUpdate {
 ///     difficulty: Some(Difficulty::Hard),

@@ -250,7 +250,7 @@ impl ProfileField {
 /// [`Error::Database`] / [`Error::Unavailable`] for database failures.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::profiles::{upsert_profile, FirebaseUser};
 /// let profile = upsert_profile(db, &FirebaseUser {
 ///     uid: "firebase-uid".into(),
@@ -290,7 +290,7 @@ pub async fn upsert_profile<S: Store + ?Sized>(db: &S, user: &FirebaseUser) -> R
 /// [`Error::Validation`] for malformed input.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::{profiles::{create_profile, FirebaseUser}, Error};
 /// let user = FirebaseUser { uid: "uid-1".into(), ..Default::default() };
 /// match create_profile(db, &user).await {
@@ -330,7 +330,7 @@ pub async fn create_profile<S: Store + ?Sized>(db: &S, user: &FirebaseUser) -> R
 /// the library would never store (see [`canonical_uid`]).
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// let profile = mockinterview_db::profiles::profile_by_uid(db, "firebase-uid").await?;
 /// # Ok(()) }
 /// ```
@@ -357,7 +357,7 @@ pub async fn profile_by_uid<S: Store + ?Sized>(db: &S, uid: &str) -> Result<Prof
 /// [`Error::NotFound`] when there is none.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// let profile = mockinterview_db::profiles::profile_by_id(db, user_id).await?;
 /// # Ok(()) }
 /// ```
@@ -384,7 +384,7 @@ pub(crate) async fn find_by_id<C: ConnectionTrait>(c: &C, id: Uuid) -> Result<Pr
 /// [`Error::NotFound`] when there is no such profile.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::profiles::{clear_profile_fields, ProfileField};
 /// let p = clear_profile_fields(db, user_id, &[ProfileField::PhotoUrl]).await?;
 /// assert!(p.photo_url.is_none());
@@ -425,7 +425,7 @@ pub async fn clear_profile_fields<S: Store + ?Sized>(
 /// [`Error::NotFound`] when there is no such profile.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// mockinterview_db::profiles::delete_profile(db, user_id).await?;
 /// # Ok(()) }
 /// ```

@@ -268,7 +268,7 @@ pub enum StoredPdf {
 /// user does not exist.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, bytes: Vec<u8>) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, bytes: Vec<u8>) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::resumes::{create_resume, NewResume, PdfUpload};
 /// let resume = create_resume(db, NewResume {
 ///     user_id,
@@ -367,7 +367,7 @@ fn summary_query() -> sea_orm::Select<Entity> {
 /// Database failures only; an unknown user has no resumes.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// for r in mockinterview_db::resumes::list_resumes(db, user_id).await? {
 ///     println!("{} {} ({} bytes)", r.id, r.title, r.file_size);
 /// }
@@ -394,7 +394,7 @@ pub async fn list_resumes<S: Store + ?Sized>(db: &S, user_id: Uuid) -> Result<Ve
 /// [`Error::NotFound`] when the user has no resume with this id.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// let detail = mockinterview_db::resumes::resume(db, user_id, resume_id).await?;
 /// println!("{:?}", detail.content);
 /// # Ok(()) }
@@ -443,7 +443,7 @@ async fn find_detail<C: ConnectionTrait>(
 /// [`Error::NotFound`] when the user has no resume with this id.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::resumes::{resume_pdf, StoredPdf};
 /// match resume_pdf(db, user_id, resume_id).await? {
 ///     StoredPdf::Inline(bytes) => println!("{} bytes from the database", bytes.len()),
@@ -487,7 +487,7 @@ pub async fn resume_pdf<S: Store + ?Sized>(
 /// [`Error::NotFound`] when the user has no resume with this id.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// mockinterview_db::resumes::update_resume_content(db, user_id, resume_id, "extracted text").await?;
 /// # Ok(()) }
 /// ```
@@ -522,7 +522,7 @@ pub async fn update_resume_content<S: Store + ?Sized>(
 /// [`Error::NotFound`] when the user has no resume with this id.
 ///
 /// ```no_run
-/// # async fn f(db: &sea_orm::DatabaseConnection, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
+/// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid) -> mockinterview_db::Result<()> {
 /// mockinterview_db::resumes::delete_resume(db, user_id, resume_id).await?;
 /// # Ok(()) }
 /// ```

@@ -62,7 +62,7 @@ impl RoleSplit {
     /// The SQL script (idempotent, one transaction, for a superuser).
     ///
     /// ```
-    /// let sql = migration::roles::RoleSplit::new("mi_owner", "mi_app", "mockinterview")
+    /// let sql = migration_tool::roles::RoleSplit::new("mi_owner", "mi_app", "mockinterview")
     ///     .in_schema("app")
     ///     .sql()
     ///     .unwrap();

@@ -142,6 +142,15 @@ pub async fn verify<C: ConnectionTrait>(db: &C) -> Result<VerifyReport, DbErr> {
         .filter(|c| c.status == Status::Unexpected)
         .map(|c| format!("{} {} is not created by the migrations", c.kind, c.name))
         .collect();
+    if let Some(version) = pgvector.installed_version.as_deref() {
+        for bug in mockinterview_db::health::pgvector_known_bugs(version) {
+            warnings.push(format!(
+                "pgvector {version} has a known bug: {bug} (CHANGELOG: {}); {}",
+                bug.changelog,
+                mockinterview_db::health::PGVECTOR_UPGRADE_ADVICE
+            ));
+        }
+    }
     if let Some(holder) = lock::lock_holder(db).await? {
         warnings.push(format!(
             "a migrator is running ({holder}); the results may change when it finishes"

@@ -677,7 +677,26 @@ async fn doctor(
         );
     }
     match (installed, available) {
-        (Some(v), _) => ok(&mut f, format!("pgvector {v} installed in this database")),
+        (Some(v), _) => {
+            let bugs = mockinterview_db::health::pgvector_known_bugs(&v);
+            if bugs.is_empty() {
+                ok(&mut f, format!("pgvector {v} installed in this database"));
+            } else {
+                for bug in bugs {
+                    problem(
+                        &mut f,
+                        format!(
+                            "pgvector {v} has a known bug: {bug} (CHANGELOG: {})",
+                            bug.changelog
+                        ),
+                    );
+                }
+                f.lines.push(format!(
+                    "         what to do: {}",
+                    mockinterview_db::health::PGVECTOR_UPGRADE_ADVICE
+                ));
+            }
+        }
         (None, Some(v)) => problem(
             &mut f,
             format!(

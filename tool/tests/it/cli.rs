@@ -215,3 +215,35 @@ fn scratch_dir(what: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `doctor` on a migrated database: every check passes, except the known
+/// bugs of the server's pgvector, which it names with the fix (none when
+/// the server runs a release without them).
+#[tokio::test]
+async fn doctor_names_the_known_bugs_of_the_servers_pgvector() {
+    let db = TestDatabase::new().await;
+    let version = strings(
+        db.conn(),
+        "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+    )
+    .await
+    .remove(0);
+    let bugs = mockinterview_db::health::pgvector_known_bugs(&version);
+    let out = run(db.url(), &["doctor"]);
+    let text = text(&out);
+    assert!(text.contains("connected to"), "{text}");
+    assert!(text.contains("none pending"), "{text}");
+    for bug in &bugs {
+        assert!(text.contains(bug.summary), "{bug:?} missing from:\n{text}");
+    }
+    if bugs.is_empty() {
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains(&format!("pgvector {version} installed")),
+            "{text}"
+        );
+    } else {
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("REINDEX INDEX CONCURRENTLY"), "{text}");
+    }
+}
