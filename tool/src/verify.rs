@@ -143,10 +143,16 @@ pub async fn verify<C: ConnectionTrait>(db: &C) -> Result<VerifyReport, DbErr> {
         .map(|c| format!("{} {} is not created by the migrations", c.kind, c.name))
         .collect();
     if let Some(version) = pgvector.installed_version.as_deref() {
-        for bug in mockinterview_db::health::pgvector_known_bugs(version) {
+        let bugs = mockinterview_db::health::pgvector_known_bugs(version);
+        for bug in &bugs {
             warnings.push(format!(
-                "pgvector {version} has a known bug: {bug} (CHANGELOG: {}); {}",
-                bug.changelog,
+                "pgvector {version} has a known bug: {bug} (CHANGELOG: {})",
+                bug.changelog
+            ));
+        }
+        if !bugs.is_empty() {
+            warnings.push(format!(
+                "pgvector {version}: {}",
                 mockinterview_db::health::PGVECTOR_UPGRADE_ADVICE
             ));
         }

@@ -79,7 +79,15 @@ async fn binary_end_to_end(route: impl Fn(&DbUrl) -> DbUrl) {
             report.contains("OK: the database matches the migrations"),
             "{schema}: {report}"
         );
-        assert!(!report.contains("warning"), "{schema}: {report}");
+        // No warning about the schema (the server's pgvector may have
+        // known bugs: those warnings are the server's, not the schema's).
+        assert!(
+            report
+                .lines()
+                .filter(|l| l.contains("warning"))
+                .all(|l| l.contains("pgvector 0.")),
+            "{schema}: {report}"
+        );
     }
     let status = ok(url.as_str(), &["-s", "app", "status"]);
     assert_eq!(status.matches("Applied").count(), ALL.len(), "{status}");
