@@ -389,65 +389,88 @@ where
     }
 }
 
-#[async_trait::async_trait]
-impl TransactionTrait for Db {
-    type Transaction = Transaction;
+/// `TransactionTrait` for a form of the handle, from its
+/// `begin_with_options` (`|this, options| body`): every other method begins
+/// through it, and the callback methods commit, or roll back on error.
+macro_rules! transaction_trait {
+    ($ty:ty, |$this:ident, $options:ident| $begin:expr) => {
+        #[async_trait::async_trait]
+        impl TransactionTrait for $ty {
+            type Transaction = Transaction;
 
-    async fn begin(&self) -> Result<Transaction, DbErr> {
-        self.begin_with_options(TransactionOptions::default()).await
-    }
+            async fn begin(&self) -> Result<Transaction, DbErr> {
+                self.begin_with_options(TransactionOptions::default()).await
+            }
 
-    async fn begin_with_config(
-        &self,
-        isolation_level: Option<IsolationLevel>,
-        access_mode: Option<AccessMode>,
-    ) -> Result<Transaction, DbErr> {
-        self.begin_with_options(TransactionOptions {
-            isolation_level,
-            access_mode,
-            ..Default::default()
-        })
-        .await
-    }
+            async fn begin_with_config(
+                &self,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<Transaction, DbErr> {
+                self.begin_with_options(TransactionOptions {
+                    isolation_level,
+                    access_mode,
+                    ..Default::default()
+                })
+                .await
+            }
 
-    async fn begin_with_options(&self, options: TransactionOptions) -> Result<Transaction, DbErr> {
-        bounded(self, self.begin_applied(options)).await
-    }
+            async fn begin_with_options(
+                &self,
+                $options: TransactionOptions,
+            ) -> Result<Transaction, DbErr> {
+                let $this = self;
+                $begin
+            }
 
-    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> FnOnce(
-                &'c Transaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
-            + Send,
-        T: Send,
-        E: std::fmt::Display + std::fmt::Debug + Send,
-    {
-        let txn = self.begin().await.map_err(TransactionError::Connection)?;
-        run_in(txn, callback).await
-    }
+            async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c Transaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: std::fmt::Display + std::fmt::Debug + Send,
+            {
+                let txn = self.begin().await.map_err(TransactionError::Connection)?;
+                run_in(txn, callback).await
+            }
 
-    async fn transaction_with_config<F, T, E>(
-        &self,
-        callback: F,
-        isolation_level: Option<IsolationLevel>,
-        access_mode: Option<AccessMode>,
-    ) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> FnOnce(
-                &'c Transaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
-            + Send,
-        T: Send,
-        E: std::fmt::Display + std::fmt::Debug + Send,
-    {
-        let txn = self
-            .begin_with_config(isolation_level, access_mode)
-            .await
-            .map_err(TransactionError::Connection)?;
-        run_in(txn, callback).await
-    }
+            async fn transaction_with_config<F, T, E>(
+                &self,
+                callback: F,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c Transaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: std::fmt::Display + std::fmt::Debug + Send,
+            {
+                let txn = self
+                    .begin_with_config(isolation_level, access_mode)
+                    .await
+                    .map_err(TransactionError::Connection)?;
+                run_in(txn, callback).await
+            }
+        }
+    };
 }
+
+// On the primary, with the settings applied.
+transaction_trait!(Db, |db, options| bounded(db, db.begin_applied(options))
+    .await);
+
+// A savepoint: the settings of the enclosing transaction hold.
+transaction_trait!(Transaction, |t, options| Ok(Transaction {
+    txn: bounded(&t.db, t.txn.begin_with_options(options)).await?,
+    db: t.db.clone(),
+}));
 
 /// A transaction on the primary, begun through the handle (`db.begin()`,
 /// `db.transaction(...)`): the handle's settings hold for every statement
@@ -536,73 +559,5 @@ impl TransactionSession for Transaction {
 
     async fn rollback(self) -> Result<(), DbErr> {
         self.txn.rollback().await
-    }
-}
-
-#[async_trait::async_trait]
-impl TransactionTrait for Transaction {
-    type Transaction = Transaction;
-
-    async fn begin(&self) -> Result<Transaction, DbErr> {
-        Ok(Transaction {
-            txn: bounded(&self.db, self.txn.begin()).await?,
-            db: self.db.clone(),
-        })
-    }
-
-    async fn begin_with_config(
-        &self,
-        isolation_level: Option<IsolationLevel>,
-        access_mode: Option<AccessMode>,
-    ) -> Result<Transaction, DbErr> {
-        Ok(Transaction {
-            txn: bounded(
-                &self.db,
-                self.txn.begin_with_config(isolation_level, access_mode),
-            )
-            .await?,
-            db: self.db.clone(),
-        })
-    }
-
-    async fn begin_with_options(&self, options: TransactionOptions) -> Result<Transaction, DbErr> {
-        Ok(Transaction {
-            txn: bounded(&self.db, self.txn.begin_with_options(options)).await?,
-            db: self.db.clone(),
-        })
-    }
-
-    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> FnOnce(
-                &'c Transaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
-            + Send,
-        T: Send,
-        E: std::fmt::Display + std::fmt::Debug + Send,
-    {
-        let txn = self.begin().await.map_err(TransactionError::Connection)?;
-        run_in(txn, callback).await
-    }
-
-    async fn transaction_with_config<F, T, E>(
-        &self,
-        callback: F,
-        isolation_level: Option<IsolationLevel>,
-        access_mode: Option<AccessMode>,
-    ) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> FnOnce(
-                &'c Transaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
-            + Send,
-        T: Send,
-        E: std::fmt::Display + std::fmt::Debug + Send,
-    {
-        let txn = self
-            .begin_with_config(isolation_level, access_mode)
-            .await
-            .map_err(TransactionError::Connection)?;
-        run_in(txn, callback).await
     }
 }
