@@ -8,11 +8,24 @@
 //! dropped when the guard is dropped, also when the test panics, and
 //! leftovers of crashed runs are swept when the next run starts.
 //!
-//! Administrative work (building the template, creating and dropping
-//! databases) runs on one process-wide background runtime with one admin
-//! connection, so each test only opens its own pool. Once a process has
-//! handed out a database, it clones the next one in the background while the
-//! test runs, so later tests usually find one ready.
+//! Administrative work (building the template, creating, emptying and
+//! dropping databases) runs on one process-wide background runtime with one
+//! admin connection, so each test only opens its own pool. Once a process
+//! has handed out a database, it clones the next one in the background while
+//! the test runs, so later tests usually find one ready.
+//!
+//! **Reuse.** When a test ends, its database is given to the next test of
+//! the process instead of being dropped, if nothing but rows and sequence
+//! values changed in it: its connections are terminated, a fingerprint of
+//! everything else (schemas, relations and their options and privileges,
+//! columns, functions, constraints, triggers, extensions, role and database
+//! settings, recorded migrations, planner statistics, large objects;
+//! `src/sql/fingerprint.sql`) is compared with a fresh clone's, and every
+//! table but `seaql_migrations` is truncated with its identities and every
+//! sequence restarted (`src/sql/empty.sql`). Any other change (a test that
+//! migrated down, created a schema, set a role setting, analyzed a table)
+//! drops the database as before. A test that needs a database nobody used
+//! before gets one with [`TestDatabase::fresh`].
 //!
 //! The server comes from `DATABASE_URL` (environment or `.env`); the role
 //! needs `CREATEDB`. With `MOCKINTERVIEW_KEEP_TEST_DB=1` the databases are kept
@@ -93,12 +106,15 @@ const TEMPLATE_LOCK_KEY: i64 = 0x6d69_5f74_656d_706c; // "mi_templ"
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-/// An isolated database for one test, dropped with the guard.
+/// An isolated database for one test, emptied for the next test of the
+/// process or dropped with the guard (see the crate docs, "Reuse").
 pub struct TestDatabase {
     name: String,
     url: DbUrl,
     admin: Arc<Admin>,
     conn: Option<DatabaseConnection>,
+    /// Whether the database may be emptied and reused (migrated clones).
+    reusable: bool,
 }
 
 impl TestDatabase {
@@ -134,10 +150,30 @@ impl TestDatabase {
         let admin = Admin::get().await?;
         let name = on_admin_runtime({
             let admin = admin.clone();
-            async move { admin.take_clone().await }
+            async move { admin.take_clone(true).await }
         })
         .await?;
-        Self::open(admin, name).await
+        Self::open(admin, name, true).await
+    }
+
+    /// A freshly migrated database that no other test has used (a new
+    /// clone of the template), for tests that look at what reuse resets
+    /// (statistics, `pg_stat_*` counters, relation file sizes).
+    ///
+    /// # Panics
+    /// As [`TestDatabase::new`].
+    pub async fn fresh() -> Self {
+        let made = async {
+            let admin = Admin::get().await?;
+            let name = on_admin_runtime({
+                let admin = admin.clone();
+                async move { admin.take_clone(false).await }
+            })
+            .await?;
+            Self::open(admin, name, true).await
+        };
+        made.await
+            .unwrap_or_else(|e| panic!("{}", fixture_failure(&e)))
     }
 
     /// Like [`TestDatabase::empty`], returning errors.
@@ -151,11 +187,11 @@ impl TestDatabase {
             async move { admin.create_database(None).await }
         })
         .await?;
-        Self::open(admin, name).await
+        Self::open(admin, name, false).await
     }
 
     /// Takes ownership of the created database `name` and connects to it.
-    async fn open(admin: Arc<Admin>, name: String) -> Result<Self> {
+    async fn open(admin: Arc<Admin>, name: String, reusable: bool) -> Result<Self> {
         let url = admin.url.with_database(&name);
         // From here on the guard owns the database and drops it on failure.
         let mut db = Self {
@@ -163,6 +199,7 @@ impl TestDatabase {
             url,
             admin,
             conn: None,
+            reusable,
         };
         db.conn = Some(connect(&db.url, 5, "mockinterview-db-test").await?);
         Ok(db)
@@ -204,12 +241,13 @@ impl Drop for TestDatabase {
             );
             return;
         }
-        // Drop can't await: run the DROP on the admin runtime and wait for it
-        // here (this thread only blocks; the work happens on the admin's).
+        // Drop can't await: empty or drop the database on the admin runtime
+        // and wait for it here (this thread only blocks; the work happens on
+        // the admin's).
         let (done, wait) = std::sync::mpsc::channel();
-        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let (admin, name, reusable) = (self.admin.clone(), self.name.clone(), self.reusable);
         admin_runtime().spawn(async move {
-            let _ = done.send(drop_database(&admin.conn, &name).await);
+            let _ = done.send(admin.release(name, reusable).await);
         });
         match wait.recv() {
             Ok(Ok(())) => {}
@@ -261,6 +299,10 @@ struct Admin {
     conn: DatabaseConnection,
     template: String,
     ready: Mutex<Vec<String>>,
+    /// Emptied databases of finished tests, to hand out again.
+    reused: Mutex<Vec<String>>,
+    /// The fingerprint of a fresh clone (`src/sql/fingerprint.sql`).
+    pristine: String,
     handed_out: AtomicUsize,
 }
 
@@ -280,19 +322,81 @@ impl Admin {
         let conn = connect(&url, 1, "mockinterview-db-test-admin").await?;
         sweep(&conn, &url).await?;
         let template = ensure_template(&conn, &url).await?;
-        Ok(Arc::new(Admin {
+        let mut admin = Admin {
             url,
             conn,
             template,
             ready: Mutex::new(Vec::new()),
+            reused: Mutex::new(Vec::new()),
+            pristine: String::new(),
             handed_out: AtomicUsize::new(0),
-        }))
+        };
+        // The baseline of reuse: a fresh clone's fingerprint (the template
+        // itself cannot be connected to while it is being cloned). The
+        // clone is then the first one handed out.
+        let first = admin.create_database(Some(&admin.template)).await?;
+        let probe = connect(
+            &admin.url.with_database(&first),
+            1,
+            "mockinterview-db-test-admin",
+        )
+        .await?;
+        let fingerprint = fingerprint(&probe).await;
+        probe.close().await.ok();
+        admin.pristine = fingerprint?;
+        admin.ready.lock().expect("not poisoned").push(first);
+        Ok(Arc::new(admin))
+    }
+
+    /// Gives a finished test's database to the next test when only rows
+    /// and sequence values changed in it (emptied first), else drops it.
+    async fn release(&self, name: String, reusable: bool) -> Result<()> {
+        if reusable && self.empty_for_reuse(&name).await.unwrap_or(false) {
+            self.reused.lock().expect("not poisoned").push(name);
+            return Ok(());
+        }
+        drop_database(&self.conn, &name).await
+    }
+
+    /// Terminates every connection to `name`, compares its fingerprint with
+    /// a fresh clone's and, when they match, empties it. `Ok(false)`: it
+    /// changed otherwise and must be dropped.
+    async fn empty_for_reuse(&self, name: &str) -> Result<bool> {
+        self.conn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                [name.into()],
+            ))
+            .await
+            .map_err(failed(format!("ending the connections to {name}")))?;
+        let conn = connect(
+            &self.url.with_database(name),
+            1,
+            "mockinterview-db-test-admin",
+        )
+        .await?;
+        let outcome = async {
+            if fingerprint(&conn).await? != self.pristine {
+                return Ok(false);
+            }
+            conn.execute_unprepared(include_str!("sql/empty.sql"))
+                .await
+                .map_err(failed(format!("emptying {name}")))?;
+            Ok(true)
+        }
+        .await;
+        conn.close().await.ok();
+        outcome
     }
 
     /// A migrated clone: a prefetched one if ready, else a new one. From the
     /// second request of a process on, the next clone is prepared in the
     /// background (a process that runs one test prepares none).
-    async fn take_clone(self: Arc<Self>) -> Result<String> {
+    async fn take_clone(self: Arc<Self>, reuse: bool) -> Result<String> {
+        if reuse && let Some(name) = self.reused.lock().expect("not poisoned").pop() {
+            return Ok(name);
+        }
         let prefetched = self.ready.lock().expect("not poisoned").pop();
         let name = match prefetched {
             Some(name) => name,
@@ -346,6 +450,21 @@ impl Admin {
         }
         Ok(name)
     }
+}
+
+/// The fingerprint of the database `conn` is connected to
+/// (`src/sql/fingerprint.sql`).
+async fn fingerprint(conn: &DatabaseConnection) -> Result<String> {
+    conn.query_one_raw(Statement::from_string(
+        DbBackend::Postgres,
+        include_str!("sql/fingerprint.sql"),
+    ))
+    .await
+    .and_then(|row| {
+        row.ok_or_else(|| DbErr::Custom("no fingerprint row".into()))?
+            .try_get("", "fingerprint")
+    })
+    .map_err(failed("reading a test database's fingerprint"))
 }
 
 /// A pool of up to `max_connections` to `url`. The admin pool has one

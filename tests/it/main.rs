@@ -10,6 +10,7 @@ mod chunks;
 mod config;
 mod entities;
 mod faults;
+mod fixture;
 mod handles;
 mod hardening;
 mod pooler;

@@ -211,6 +211,26 @@ async fn run(args: Args) -> Result<u64, BoxError> {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    // An explicit VACUUM still running would hold the run for as long as it
+    // takes: report it, then cancel it.
+    let running = raw
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pid, extract(epoch FROM now() - query_start)::float8 AS secs \
+             FROM pg_stat_activity \
+             WHERE datname = current_database() AND query = 'VACUUM resume_chunks' \
+               AND state = 'active'",
+        ))
+        .await?;
+    for row in running {
+        let (pid, secs): (i32, f64) = (row.try_get("", "pid")?, row.try_get("", "secs")?);
+        println!(
+            "\nan explicit VACUUM had been running for {:.1} minutes at the end; cancelled",
+            secs / 60.0
+        );
+        raw.execute_unprepared(&format!("SELECT pg_cancel_backend({pid})"))
+            .await?;
+    }
     for t in tasks {
         t.await?;
     }
@@ -371,6 +391,8 @@ async fn vacuumer(url: String, every: Duration, counters: Arc<Counters>, stop: A
             Ok(_) => {
                 counters.vacuums.fetch_add(1, Ordering::Relaxed);
             }
+            // Cancelled at the end of the run (see `run`): not a failure.
+            Err(_) if stop.load(Ordering::Relaxed) => {}
             Err(e) => {
                 eprintln!("vacuum failed: {e}");
                 counters.errors.fetch_add(1, Ordering::Relaxed);

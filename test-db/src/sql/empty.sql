@@ -1,0 +1,22 @@
+-- Empties a database the fingerprint found unchanged: every table's rows
+-- but the migrations' record (identities restarted), every sequence
+-- restarted. One statement, one round trip.
+DO $$
+DECLARE
+  tables text;
+  seq text;
+BEGIN
+  SELECT string_agg(format('%I.%I', schemaname, tablename), ', ')
+    INTO tables
+    FROM pg_tables
+   WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+     AND tablename <> 'seaql_migrations';
+  IF tables IS NOT NULL THEN
+    EXECUTE 'TRUNCATE ' || tables || ' RESTART IDENTITY CASCADE';
+  END IF;
+  FOR seq IN SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences
+              WHERE schemaname NOT IN ('pg_catalog', 'information_schema') LOOP
+    EXECUTE 'ALTER SEQUENCE ' || seq || ' RESTART';
+  END LOOP;
+END
+$$
