@@ -192,10 +192,8 @@ pub async fn fixture(ctx: &mut Ctx, admin: &Client) -> Result<(), BoxError> {
     for _ in 0..reps {
         let t = Instant::now();
         client
-            .batch_execute(
-                "TRUNCATE user_profiles, user_preferences, resumes, resume_chunks, \
-                 seaql_migrations RESTART IDENTITY",
-            )
+            // What the fixture runs before reusing a database.
+            .batch_execute(include_str!("../../test-db/src/sql/empty.sql"))
             .await?;
         truncate.push(t.elapsed());
     }
