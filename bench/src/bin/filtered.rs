@@ -260,7 +260,7 @@ async fn load(
                         let n = resume * PER_RESUME + j;
                         let mut chunk = NewChunk::new(format!("chunk {n}"), vector(n as u64));
                         for (key, every) in FILTERS {
-                            if n % every == 0 {
+                            if n.is_multiple_of(every) {
                                 chunk = chunk.with_metadata(key, true);
                             }
                         }
