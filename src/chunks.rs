@@ -481,7 +481,10 @@ const RANKABLE: &str = "(embedding <#> embedding) NOT IN ('0', '-Infinity', 'NaN
 /// every chunk of the scope and return the exact top `k`, however large the
 /// table is. [`SearchScope::All`] uses the HNSW index (approximate): its
 /// `hnsw.ef_search` follows the table's size unless
-/// [`crate::DbConfig::hnsw_ef_search`] fixes it ([`crate::tuning`]).
+/// [`crate::DbConfig::hnsw_ef_search`] fixes it ([`crate::tuning`]). With
+/// a metadata filter that at most 10,000 chunks pass, a whole-table search
+/// compares them all instead (exact); the same statement counts them first,
+/// through the GIN index on `metadata`.
 /// All values, metadata keys included, are bound as parameters; filters
 /// follow [`SearchQuery::metadata_filter`]'s rule.
 ///
@@ -586,6 +589,9 @@ fn search_statement(
         }
         SearchScope::All => {}
     }
+    // Containment prefilters the GIN index on `metadata` can answer, for
+    // the exact branch of a filtered whole-table search (below).
+    let mut prefilters: Vec<String> = Vec::new();
     for (key, value) in &query.metadata_filter {
         let k = bind(key.clone().into(), &mut values);
         let text = match value {
@@ -596,6 +602,16 @@ fn search_statement(
         };
         match text {
             Some(text) => {
+                if matches!(query.scope, SearchScope::All) {
+                    let forms: Vec<String> = text_forms(&text)
+                        .into_iter()
+                        .map(|form| {
+                            let f = bind(form.into(), &mut values);
+                            format!("metadata @> jsonb_build_object({k}::text, {f}::jsonb)")
+                        })
+                        .collect();
+                    prefilters.push(format!("({})", forms.join(" OR ")));
+                }
                 let v = bind(text.into(), &mut values);
                 conditions.push(format!("metadata->>({k}::text) = {v}::text"));
             }
@@ -653,7 +669,7 @@ fn search_statement(
         // merged with the index's top k. The hnsw.* settings, when the call
         // needs no others, are set by the statement itself before its scans
         // start (one round trip; see `Settings::search_guard`).
-        SearchScope::All => format!(
+        SearchScope::All if prefilters.is_empty() => format!(
             "SELECT id, text, metadata::text AS metadata, 1 - distance AS score FROM ( \
                (SELECT id, text, metadata, embedding <=> $1 AS distance FROM resume_chunks \
                 {filter} AND {rankable} ORDER BY embedding <=> $1 LIMIT {k}) \
@@ -665,11 +681,67 @@ fn search_statement(
                 .as_deref()
                 .map_or(String::new(), |g| format!("WHERE {g}"))
         ),
+        // With a metadata filter the plan depends on how many rows it
+        // keeps, which only the data knows: a bounded count of the rows the
+        // GIN index finds for the containment prefilter (at most
+        // EXACT_FILTERED_ROWS + 1 are counted) decides, in the same
+        // statement, between two branches gated by one-time filters. Few
+        // rows: all of them are compared (exact, and fast: the HNSW graph
+        // would be walked far to meet enough of them). Many: the HNSW
+        // index with an iterative scan, as without a filter.
+        SearchScope::All => {
+            let exact_filter = format!("{filter} AND {}", prefilters.join(" AND "));
+            format!(
+                "WITH matched AS MATERIALIZED ( \
+                   SELECT count(*) AS n FROM (SELECT 1 FROM resume_chunks {exact_filter} \
+                                               LIMIT {cap}) m), \
+                 few AS MATERIALIZED ( \
+                   SELECT id, text, metadata, embedding, embedding <=> $1 AS distance \
+                   FROM resume_chunks {exact_filter} AND (SELECT n FROM matched) <= {max}) \
+                 SELECT id, text, metadata::text AS metadata, 1 - distance AS score FROM ( \
+                   (SELECT id, text, metadata, distance FROM few \
+                    WHERE distance NOT IN (0, 1, 2, 'NaN') OR {RANKABLE} \
+                    ORDER BY distance LIMIT {k}) \
+                   UNION ALL \
+                   (SELECT id, text, metadata, embedding <=> $1 AS distance FROM resume_chunks \
+                    {filter} AND (SELECT n FROM matched) > {max} AND {rankable} \
+                    ORDER BY embedding <=> $1 LIMIT {k}) \
+                   UNION ALL \
+                   (SELECT id, text, metadata, embedding <=> $1 AS distance \
+                    FROM resume_chunks_staged {filter} AND {rankable} ORDER BY 4 LIMIT {k}) \
+                 ) hits {} ORDER BY distance LIMIT {k}",
+                hnsw_guard
+                    .as_deref()
+                    .map_or(String::new(), |g| format!("WHERE {g}")),
+                cap = EXACT_FILTERED_ROWS + 1,
+                max = EXACT_FILTERED_ROWS,
+            )
+        }
     };
     Ok((
         op,
         Statement::from_sql_and_values(DbBackend::Postgres, sql, values),
     ))
+}
+
+/// A filtered whole-table search compares every matching chunk exactly
+/// when at most this many match (measured in BENCHMARKS.md, "Filtered
+/// whole-table search"), else it uses the HNSW index.
+const EXACT_FILTERED_ROWS: usize = 10_000;
+
+/// Every JSON value whose text form (`->>`) can be `text`: the string, and
+/// the number or boolean it spells. A containment test on them finds a
+/// superset of the rows the text rule matches (`3` also finds `3.0`), so
+/// the rule itself is checked too.
+fn text_forms(text: &str) -> Vec<Json> {
+    let mut forms = vec![Json::String(text.to_owned())];
+    if let Ok(n) = text.parse::<serde_json::Number>() {
+        forms.push(Json::Number(n));
+    }
+    if let Ok(b) = text.parse::<bool>() {
+        forms.push(Json::Bool(b));
+    }
+    forms
 }
 
 /// Checks every chunk of `set` before anything is sent: text (not blank,
@@ -807,6 +879,16 @@ mod tests {
     use sea_orm::{ConnectionTrait, TransactionTrait};
 
     use super::*;
+
+    #[test]
+    fn text_forms_cover_every_json_value_with_that_text() {
+        use serde_json::json;
+        assert_eq!(text_forms("skills"), [json!("skills")]);
+        assert_eq!(text_forms("3"), [json!("3"), json!(3)]);
+        assert_eq!(text_forms("-2.5"), [json!("-2.5"), json!(-2.5)]);
+        assert_eq!(text_forms("true"), [json!("true"), json!(true)]);
+        assert_eq!(text_forms("03"), [json!("03")]);
+    }
 
     /// The indexer of staged chunks and the replacements must take the same
     /// advisory lock per resume: the key computed in SQL is the Rust one,

@@ -267,6 +267,89 @@ async fn whole_table_search_uses_all_users_and_honours_filters() {
     );
 }
 
+/// A filtered whole-table search compares every matching chunk when few
+/// match (exact), and uses the HNSW index when many do; both return the
+/// filter's rows in score order, the first the exact top k.
+#[tokio::test]
+async fn filtered_whole_table_search_is_exact_when_few_rows_match() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let db = TestDb::new().await;
+    // 10,200 chunks pass `wide` (more than the library compares exactly),
+    // 12 of them also `rare`; vectors are random. The HNSW index is built
+    // after the load (faster than 10,200 insertions into the graph).
+    db.raw()
+        .execute_unprepared(
+            "DROP INDEX idx_resume_chunks_embedding; \
+             INSERT INTO resume_chunks (id, text, metadata, embedding) \
+             SELECT gen_random_uuid(), 'chunk ' || i, \
+                    jsonb_build_object('wide', true, 'rare', i % 850 = 0), \
+                    (SELECT array_agg(random() - 0.5)::vector(768) \
+                     FROM generate_series(1, 768) WHERE i > 0) \
+             FROM generate_series(1, 10200) i; \
+             CREATE INDEX idx_resume_chunks_embedding ON resume_chunks \
+             USING hnsw (embedding vector_cosine_ops); \
+             ANALYZE resume_chunks",
+        )
+        .await
+        .unwrap();
+    let query = embedding(4242);
+    let exact = |filter: &'static str| {
+        let raw = db.raw().clone();
+        let query = query.clone();
+        async move {
+            let txn = raw.begin().await.unwrap();
+            txn.execute_unprepared("SET LOCAL enable_indexscan = off")
+                .await
+                .unwrap();
+            let rows = txn
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    format!(
+                        "SELECT id FROM resume_chunks WHERE metadata @> '{filter}' \
+                         ORDER BY embedding <=> $1 LIMIT 10"
+                    ),
+                    [query.to_vector().into()],
+                ))
+                .await
+                .unwrap();
+            txn.commit().await.unwrap();
+            rows.iter()
+                .map(|r| r.try_get_by_index::<uuid::Uuid>(0).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let rare = search_chunks(
+        db.conn(),
+        &SearchQuery::new(query.clone(), 10, SearchScope::All).filter("rare", true),
+    )
+    .await
+    .unwrap();
+    let ids: Vec<_> = rare.iter().map(|m| m.id).collect();
+    assert_eq!(
+        ids,
+        exact(r#"{"rare": true}"#).await,
+        "few rows: the exact top 10"
+    );
+
+    let wide = search_chunks(
+        db.conn(),
+        &SearchQuery::new(query.clone(), 10, SearchScope::All).filter("wide", "true"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wide.len(), 10);
+    assert!(wide.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(
+        wide.iter()
+            .all(|m| m.metadata.as_ref().unwrap()["wide"] == json!(true)),
+        "the text rule: \"true\" matches the boolean"
+    );
+    let truth = exact(r#"{"wide": true}"#).await;
+    let recall = wide.iter().filter(|m| truth.contains(&m.id)).count();
+    assert!(recall >= 8, "many rows: the HNSW index, recall {recall}/10");
+}
+
 #[tokio::test]
 async fn metadata_filters_are_bound_not_spliced() {
     let db = TestDb::new().await;
