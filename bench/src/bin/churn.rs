@@ -29,14 +29,14 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use migration::MigratorTrait;
 use mockinterview_db::chunks::{Indexing, ResumeChunks, replace_chunks, search_chunks};
-use mockinterview_db::profiles::{FirebaseUser, upsert_profile};
-use mockinterview_db::resumes::{NewResume, PdfUpload, create_resume};
-use mockinterview_db::{Db, DbConfig, Embedding, NewChunk, SearchQuery, SearchScope};
+use mockinterview_db::{Db, DbConfig, NewChunk, SearchQuery, SearchScope};
 use pgconn::DbUrl;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use uuid::Uuid;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+#[path = "common/clustered.rs"]
+mod clustered;
+use clustered::{BoxError, PER_RESUME, vector};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -59,9 +59,7 @@ struct Args {
     keep: bool,
 }
 
-const PER_RESUME: usize = 50;
 const DB_NAME: &str = "mi_bench_churn";
-const TOPICS: u64 = 300;
 
 /// Counters shared by the tasks.
 #[derive(Default)]
@@ -85,23 +83,6 @@ async fn main() {
             std::process::exit(2);
         }
     }
-}
-
-/// A unit vector near one of [`TOPICS`] topic centres (deterministic).
-fn vector(seed: u64) -> Embedding {
-    let rng = |mut x: u64| {
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        }
-    };
-    let mut centre = rng((seed % TOPICS).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut noise = rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
-    let v: Vec<f32> = (0..768).map(|_| centre() + 0.6 * noise()).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    Embedding::new(v.into_iter().map(|x| x / norm).collect()).expect("a unit vector")
 }
 
 fn chunk_set(resume: usize, generation: u64) -> Vec<NewChunk> {
@@ -251,60 +232,20 @@ async fn run(args: Args) -> Result<u64, BoxError> {
     Ok(errors)
 }
 
-/// Profiles, resumes and chunks, the HNSW index built after the load.
+/// The corpus ([`clustered::load`]), then autovacuum thresholds lowered
+/// so that it vacuums the churn.
 async fn load(
     db: &Db,
     raw: &DatabaseConnection,
     chunks: usize,
 ) -> Result<Vec<(Uuid, Uuid)>, BoxError> {
-    raw.execute_unprepared("DROP INDEX idx_resume_chunks_embedding")
-        .await?;
-    let mut owners = Vec::new();
-    for r in 0..chunks.div_ceil(PER_RESUME) {
-        let user = upsert_profile(
-            db,
-            &FirebaseUser {
-                uid: format!("churn-{r}"),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let resume = create_resume(
-            db,
-            NewResume {
-                user_id: user.id,
-                title: "CV".into(),
-                file_name: "cv.pdf".into(),
-                pdf: PdfUpload::path(format!("/uploads/{r}.pdf"), 1)?,
-                content: None,
-            },
-        )
-        .await?;
-        owners.push((user.id, resume.id));
-    }
-    for batch in owners.chunks(200).enumerate() {
-        let sets: Vec<Vec<NewChunk>> = (0..batch.1.len())
-            .map(|i| chunk_set(batch.0 * 200 + i, 0))
-            .collect();
-        let sets: Vec<ResumeChunks<'_>> = batch
-            .1
-            .iter()
-            .zip(&sets)
-            .map(|((user_id, resume_id), chunks)| ResumeChunks {
-                user_id: *user_id,
-                resume_id: *resume_id,
-                chunks,
-            })
-            .collect();
-        replace_chunks(db, &sets, Indexing::Now).await?;
-    }
+    let owners = clustered::load(db, raw, chunks, "churn", |n| {
+        chunk_set(n / PER_RESUME, 0).swap_remove(n % PER_RESUME)
+    })
+    .await?;
     raw.execute_unprepared(
-        "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1; \
-         CREATE INDEX idx_resume_chunks_embedding ON resume_chunks \
-         USING hnsw (embedding vector_cosine_ops) WITH (ef_construction = 200); \
-         RESET maintenance_work_mem; RESET max_parallel_maintenance_workers; \
-         ALTER TABLE resume_chunks SET (autovacuum_vacuum_scale_factor = 0.02, \
-           autovacuum_vacuum_threshold = 1000); ANALYZE resume_chunks",
+        "ALTER TABLE resume_chunks SET (autovacuum_vacuum_scale_factor = 0.02, \
+           autovacuum_vacuum_threshold = 1000)",
     )
     .await?;
     Ok(owners)

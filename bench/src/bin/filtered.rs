@@ -26,15 +26,15 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use migration::MigratorTrait;
-use mockinterview_db::chunks::{Indexing, ResumeChunks, replace_chunks, search_chunks};
-use mockinterview_db::profiles::{FirebaseUser, upsert_profile};
-use mockinterview_db::resumes::{NewResume, PdfUpload, create_resume};
+use mockinterview_db::chunks::search_chunks;
 use mockinterview_db::{DbConfig, Embedding, NewChunk, SearchQuery, SearchScope};
 use pgconn::DbUrl;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use uuid::Uuid;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+#[path = "common/clustered.rs"]
+mod clustered;
+use clustered::{BoxError, vector};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -57,9 +57,7 @@ struct Args {
     keep: bool,
 }
 
-const PER_RESUME: usize = 50;
 const DB_NAME: &str = "mi_bench_filtered";
-const TOPICS: u64 = 300;
 /// (metadata key, one chunk in n).
 const FILTERS: [(&str, usize); 5] = [
     ("k2", 2),
@@ -79,23 +77,6 @@ async fn main() {
         eprintln!("benchmark failed: {e}");
         std::process::exit(1);
     }
-}
-
-/// A unit vector near one of [`TOPICS`] topic centres (deterministic).
-fn vector(seed: u64) -> Embedding {
-    let rng = |mut x: u64| {
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        }
-    };
-    let mut centre = rng((seed % TOPICS).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut noise = rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
-    let v: Vec<f32> = (0..768).map(|_| centre() + 0.6 * noise()).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    Embedding::new(v.into_iter().map(|x| x / norm).collect()).expect("a unit vector")
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
@@ -219,74 +200,21 @@ fn spread(values: &[f64]) -> String {
     format!("{:.2} ({:.2}–{:.2})", v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
-/// Profiles, resumes and chunks with the selectivity keys; the HNSW index
-/// and the statistics built after the load.
+/// The corpus ([`clustered::load`]) with the selectivity keys.
 async fn load(
     db: &mockinterview_db::Db,
     raw: &DatabaseConnection,
     chunks: usize,
 ) -> Result<(), BoxError> {
-    raw.execute_unprepared("DROP INDEX idx_resume_chunks_embedding")
-        .await?;
-    let mut owners = Vec::new();
-    for r in 0..chunks.div_ceil(PER_RESUME) {
-        let user = upsert_profile(
-            db,
-            &FirebaseUser {
-                uid: format!("filtered-{r}"),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let resume = create_resume(
-            db,
-            NewResume {
-                user_id: user.id,
-                title: "CV".into(),
-                file_name: "cv.pdf".into(),
-                pdf: PdfUpload::path(format!("/uploads/{r}.pdf"), 1)?,
-                content: None,
-            },
-        )
-        .await?;
-        owners.push((user.id, resume.id));
-    }
-    for (b, batch) in owners.chunks(200).enumerate() {
-        let sets: Vec<Vec<NewChunk>> = (0..batch.len())
-            .map(|i| {
-                let resume = b * 200 + i;
-                (0..PER_RESUME)
-                    .map(|j| {
-                        let n = resume * PER_RESUME + j;
-                        let mut chunk = NewChunk::new(format!("chunk {n}"), vector(n as u64));
-                        for (key, every) in FILTERS {
-                            if n.is_multiple_of(every) {
-                                chunk = chunk.with_metadata(key, true);
-                            }
-                        }
-                        chunk
-                    })
-                    .collect()
-            })
-            .collect();
-        let sets: Vec<ResumeChunks<'_>> = batch
-            .iter()
-            .zip(&sets)
-            .map(|((user_id, resume_id), chunks)| ResumeChunks {
-                user_id: *user_id,
-                resume_id: *resume_id,
-                chunks,
-            })
-            .collect();
-        replace_chunks(db, &sets, Indexing::Now).await?;
-    }
-    raw.execute_unprepared(
-        "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1; \
-         CREATE INDEX idx_resume_chunks_embedding ON resume_chunks \
-         USING hnsw (embedding vector_cosine_ops) WITH (ef_construction = 200); \
-         RESET maintenance_work_mem; RESET max_parallel_maintenance_workers; \
-         ANALYZE resume_chunks",
-    )
+    clustered::load(db, raw, chunks, "filtered", |n| {
+        let mut chunk = NewChunk::new(format!("chunk {n}"), vector(n as u64));
+        for (key, every) in FILTERS {
+            if n.is_multiple_of(every) {
+                chunk = chunk.with_metadata(key, true);
+            }
+        }
+        chunk
+    })
     .await?;
     Ok(())
 }
