@@ -10,14 +10,12 @@ use std::time::Duration;
 use pgconn::DbUrl;
 use sea_orm::sqlx::ConnectOptions as _;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, Statement,
-};
+use sea_orm::{DatabaseConnection, DbErr, SqlxPostgresConnector};
 
 use crate::config::{DbConfig, REPLICA_URLS_ENV, parse_url, validate_schema};
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::health::{PGVECTOR_UPGRADE_ADVICE, READINESS_SQL, Readiness};
+use crate::health::{PGVECTOR_UPGRADE_ADVICE, Readiness};
 use crate::replica::{Replica, Replicas};
 use crate::settings::Settings;
 use crate::store::Backend;
@@ -52,20 +50,21 @@ impl DbConfig {
             .connect_lazy_with(self.connect_options(&url));
         let primary = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
 
-        let probe = match tokio::time::timeout(self.connect_timeout, probe(&primary)).await {
-            Ok(probe) => probe.map_err(|e| e.with_target(&target))?,
-            Err(_) => {
-                return Err(Error::Unavailable {
-                    target,
-                    reason: format!(
-                        "no connection within {:?} (DbConfig::connect_timeout): the server is \
+        let probe =
+            match tokio::time::timeout(self.connect_timeout, Readiness::read(&primary)).await {
+                Ok(probe) => probe.map_err(|e| e.with_target(&target))?,
+                Err(_) => {
+                    return Err(Error::Unavailable {
+                        target,
+                        reason: format!(
+                            "no connection within {:?} (DbConfig::connect_timeout): the server is \
                          down, unreachable or not accepting connections",
-                        self.connect_timeout
-                    ),
-                    source: DbErr::Custom("connect timeout elapsed".into()),
-                });
-            }
-        };
+                            self.connect_timeout
+                        ),
+                        source: DbErr::Custom("connect timeout elapsed".into()),
+                    });
+                }
+            };
         let bugs = probe.pgvector_known_bugs();
         if !bugs.is_empty() {
             tracing::warn!(
@@ -145,19 +144,4 @@ impl DbConfig {
             .connect_lazy_with(self.connect_options(url));
         SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
     }
-}
-
-/// What `connect` learns from the primary once: [`crate::health`]'s
-/// readiness query, on the pool's first connection.
-async fn probe(primary: &DatabaseConnection) -> Result<Readiness> {
-    let row = primary
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, READINESS_SQL))
-        .await?
-        .ok_or_else(|| Error::Config("the connection check returned no row".into()))?;
-    Ok(Readiness {
-        server_version: row.try_get("", "server_version")?,
-        pgvector_version: row.try_get("", "installed")?,
-        pgvector_available_version: row.try_get("", "available")?,
-        pgvector_schema: row.try_get("", "schema")?,
-    })
 }

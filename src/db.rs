@@ -265,7 +265,7 @@ impl Db {
     /// Whether a statement of the application's own needs a transaction to
     /// carry the settings (none are held by the role).
     fn statements_need_settings(&self) -> bool {
-        !self.inner.settings.per_transaction().is_empty()
+        self.inner.settings.any_per_transaction()
     }
 
     /// Begins a transaction on the primary and applies the settings.
@@ -280,57 +280,61 @@ impl Db {
         })
     }
 
-    /// Runs one statement of the application's own: directly, or in a
-    /// transaction of its own that applies the settings first.
-    async fn own_statement(&self, request: Own) -> Result<Answer, DbErr> {
-        bounded(self, async {
-            if !self.statements_need_settings() {
-                return request.run(&self.inner.primary).await;
-            }
-            let txn = self.begin_applied(TransactionOptions::default()).await?;
-            match request.run(&txn.txn).await {
-                Ok(v) => {
-                    txn.commit().await?;
-                    Ok(v)
+    /// The transaction a statement of the application's own runs in to
+    /// carry the settings, or `None` when it needs none.
+    async fn statement_txn(&self) -> Result<Option<Transaction>, DbErr> {
+        if self.statements_need_settings() {
+            self.begin_applied(TransactionOptions::default())
+                .await
+                .map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Ends `txn` after a statement or callback returned `out`: commits on
+/// success, rolls back (and keeps the error) on failure.
+async fn finish<T, E>(txn: Transaction, out: Result<T, E>) -> Result<T, E>
+where
+    E: From<DbErr>,
+{
+    match out {
+        Ok(v) => {
+            txn.commit().await?;
+            Ok(v)
+        }
+        Err(e) => {
+            // The error is what matters; a failed rollback closes the
+            // connection anyway.
+            let _ = txn.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// One of the [`ConnectionTrait`] methods on `&Db`: the statement directly
+/// on the primary, or in a transaction that applies the settings first,
+/// bounded by the call timeout.
+macro_rules! own_statement {
+    ($db:expr, |$c:ident| $call:expr) => {
+        bounded($db, async {
+            match $db.statement_txn().await? {
+                None => {
+                    let $c = &$db.inner.primary;
+                    $call.await
                 }
-                Err(e) => {
-                    let _ = txn.rollback().await;
-                    Err(e)
+                Some(txn) => {
+                    let out = {
+                        let $c = &txn.txn;
+                        $call.await
+                    };
+                    finish(txn, out).await
                 }
             }
         })
         .await
-    }
-}
-
-/// A statement of the application's own, for [`Db::own_statement`].
-enum Own {
-    Execute(Statement),
-    Unprepared(String),
-    One(Statement),
-    All(Statement),
-}
-
-/// What an [`Own`] statement returned.
-enum Answer {
-    Executed(ExecResult),
-    One(Option<QueryResult>),
-    All(Vec<QueryResult>),
-}
-
-impl Own {
-    async fn run<C: ConnectionTrait>(self, c: &C) -> Result<Answer, DbErr> {
-        Ok(match self {
-            Own::Execute(stmt) => Answer::Executed(c.execute_raw(stmt).await?),
-            Own::Unprepared(sql) => Answer::Executed(c.execute_unprepared(&sql).await?),
-            Own::One(stmt) => Answer::One(c.query_one_raw(stmt).await?),
-            Own::All(stmt) => Answer::All(c.query_all_raw(stmt).await?),
-        })
-    }
-}
-
-fn mismatch() -> DbErr {
-    DbErr::Custom("internal: a statement returned another kind of answer".into())
+    };
 }
 
 #[async_trait::async_trait]
@@ -340,31 +344,19 @@ impl ConnectionTrait for Db {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        match self.own_statement(Own::Execute(stmt)).await? {
-            Answer::Executed(r) => Ok(r),
-            _ => Err(mismatch()),
-        }
+        own_statement!(self, |c| c.execute_raw(stmt))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        match self.own_statement(Own::Unprepared(sql.to_owned())).await? {
-            Answer::Executed(r) => Ok(r),
-            _ => Err(mismatch()),
-        }
+        own_statement!(self, |c| c.execute_unprepared(sql))
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        match self.own_statement(Own::One(stmt)).await? {
-            Answer::One(r) => Ok(r),
-            _ => Err(mismatch()),
-        }
+        own_statement!(self, |c| c.query_one_raw(stmt))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        match self.own_statement(Own::All(stmt)).await? {
-            Answer::All(r) => Ok(r),
-            _ => Err(mismatch()),
-        }
+        own_statement!(self, |c| c.query_all_raw(stmt))
     }
 }
 
@@ -376,17 +368,8 @@ where
     T: Send,
     E: std::fmt::Display + std::fmt::Debug + Send,
 {
-    let out = callback(&txn).await;
-    match out {
-        Ok(v) => {
-            txn.commit().await.map_err(TransactionError::Connection)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = txn.rollback().await;
-            Err(TransactionError::Transaction(e))
-        }
-    }
+    let out = callback(&txn).await.map_err(TransactionError::Transaction);
+    finish(txn, out).await
 }
 
 /// `TransactionTrait` for a form of the handle, from its

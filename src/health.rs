@@ -6,12 +6,11 @@
 use sea_orm::{DbBackend, Statement};
 
 use crate::error::{Error, Result};
-use crate::settings::Op;
+use crate::settings::{Op, parse_version};
 use crate::store::Store;
 
-/// The server's version and its `vector` extension: what [`readiness`]
-/// reports and what [`crate::DbConfig::connect`] reads once.
-pub(crate) const READINESS_SQL: &str = "SELECT current_setting('server_version') AS server_version, \
+/// The server's version and its `vector` extension.
+const READINESS_SQL: &str = "SELECT current_setting('server_version') AS server_version, \
        e.extversion AS installed, n.nspname::text AS schema, \
        (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') AS available \
      FROM (SELECT 1) one \
@@ -32,6 +31,24 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Reads it on `conn`: what [`readiness`] reports, and what
+    /// [`crate::DbConfig::connect`] reads once on its first connection.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn read<C: sea_orm::ConnectionTrait>(conn: &C) -> Result<Self> {
+        let row = conn
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, READINESS_SQL))
+            .await?
+            .ok_or_else(|| Error::Config("the readiness query returned no row".into()))?;
+        Ok(Self {
+            server_version: row.try_get("", "server_version")?,
+            pgvector_version: row.try_get("", "installed")?,
+            pgvector_available_version: row.try_get("", "available")?,
+            pgvector_schema: row.try_get("", "schema")?,
+        })
+    }
+
     /// True when pgvector is installed in the database.
     pub fn is_ready(&self) -> bool {
         self.pgvector_version.is_some()
@@ -119,15 +136,6 @@ pub fn pgvector_known_bugs(version: &str) -> Vec<&'static KnownBug> {
         .collect()
 }
 
-/// `major.minor.patch` (a missing part is 0).
-fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
-    let mut parts = version.trim().split('.').map(|p| p.parse::<u64>().ok());
-    let major = parts.next()??;
-    let minor = parts.next().unwrap_or(Some(0))?;
-    let patch = parts.next().unwrap_or(Some(0))?;
-    parts.next().is_none().then_some((major, minor, patch))
-}
-
 /// Checks that the primary answers and reports whether pgvector is
 /// installed, and which version.
 ///
@@ -143,20 +151,8 @@ fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
 /// ```
 #[tracing::instrument(skip(db))]
 pub async fn readiness<S: Store + ?Sized>(db: &S) -> Result<Readiness> {
-    use sea_orm::ConnectionTrait;
     db.route()
-        .primary_read(Op::Plain, |c| async move {
-            let row = c
-                .query_one_raw(Statement::from_string(DbBackend::Postgres, READINESS_SQL))
-                .await?
-                .ok_or_else(|| Error::Config("readiness query returned no row".into()))?;
-            Ok(Readiness {
-                server_version: row.try_get("", "server_version")?,
-                pgvector_version: row.try_get("", "installed")?,
-                pgvector_available_version: row.try_get("", "available")?,
-                pgvector_schema: row.try_get("", "schema")?,
-            })
-        })
+        .primary_read(Op::Plain, |c| async move { Readiness::read(&c).await })
         .await
 }
 

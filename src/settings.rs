@@ -77,7 +77,8 @@ impl Settings {
             .as_deref()
             .map(|s| search_path(s, vector_schema));
         // `hnsw.iterative_scan` exists from pgvector 0.8 on.
-        let iterative_scan = pgvector_version.is_none_or(|v| version_at_least(v, (0, 8)));
+        let iterative_scan =
+            pgvector_version.is_none_or(|v| parse_version(v).is_some_and(|v| v >= (0, 8, 0)));
         let mut statement: Vec<(String, String)> = url_settings
             .into_iter()
             .filter(|(name, _)| {
@@ -160,6 +161,12 @@ impl Settings {
             names.push("hnsw.ef_search (from the table's size)".to_owned());
         }
         names
+    }
+
+    /// Whether anything is applied per transaction (what
+    /// [`Settings::per_transaction`] lists, without building the list).
+    pub(crate) fn any_per_transaction(&self) -> bool {
+        !self.statement.is_empty() || !self.hnsw.is_empty() || self.ef_auto
     }
 
     /// Whether statements need settings before they run (so a search
@@ -246,13 +253,14 @@ pub(crate) fn search_path(schema: &str, vector_schema: Option<&str>) -> String {
     }
 }
 
-/// `a.b[.c]` >= `(major, minor)`.
-fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
-    let mut parts = version
-        .split('.')
-        .map(|p| p.trim().parse::<u64>().unwrap_or(0));
-    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    found >= (major, minor)
+/// A pgvector version (`pg_extension.extversion`, e.g. `0.8.0`) as
+/// `(major, minor, patch)`, a missing part 0; `None` for anything else.
+pub(crate) fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = version.trim().split('.').map(|p| p.parse::<u64>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().unwrap_or(Some(0))?;
+    let patch = parts.next().unwrap_or(Some(0))?;
+    parts.next().is_none().then_some((major, minor, patch))
 }
 
 /// `SELECT set_config($1, $2, true), ..., computed` and its parameters: the
@@ -327,10 +335,12 @@ mod tests {
     }
 
     #[test]
-    fn pgvector_versions_compare() {
-        assert!(version_at_least("0.8.0", (0, 8)));
-        assert!(version_at_least("0.10.1", (0, 8)));
-        assert!(!version_at_least("0.7.4", (0, 8)));
+    fn pgvector_versions_parse_and_compare() {
+        assert!(parse_version("0.8.0") >= Some((0, 8, 0)));
+        assert!(parse_version("0.10.1") >= Some((0, 8, 0)));
+        assert!(parse_version("0.7.4") < Some((0, 8, 0)));
+        assert_eq!(parse_version("0.9"), Some((0, 9, 0)));
+        assert_eq!(parse_version("0.8.0beta"), None);
     }
 
     /// `drop_held` keeps what the role does not hold and drops what it
@@ -409,6 +419,23 @@ mod tests {
         assert!(sql.ends_with("::int::text, true)"), "{sql}");
         assert!(sql.starts_with("SELECT set_config($1, $2, true), set_config($3, $4, true), "));
         assert_eq!(params[0], "search_path");
+    }
+
+    #[test]
+    fn any_per_transaction_agrees_with_the_list() {
+        let mut none = settings(&[], Some(40));
+        none.hnsw.clear();
+        for s in [
+            settings(&[], None),
+            settings(&[("statement_timeout", "1s")], Some(40)),
+            none,
+        ] {
+            assert_eq!(
+                s.any_per_transaction(),
+                !s.per_transaction().is_empty(),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

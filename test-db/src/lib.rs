@@ -147,13 +147,7 @@ impl TestDatabase {
     /// the server is down, [`Error::Database`] when creating or migrating the
     /// database fails.
     pub async fn try_new() -> Result<Self> {
-        let admin = Admin::get().await?;
-        let name = on_admin_runtime({
-            let admin = admin.clone();
-            async move { admin.take_clone(true).await }
-        })
-        .await?;
-        Self::open(admin, name, true).await
+        Self::migrated(true).await
     }
 
     /// A freshly migrated database that no other test has used (a new
@@ -163,17 +157,21 @@ impl TestDatabase {
     /// # Panics
     /// As [`TestDatabase::new`].
     pub async fn fresh() -> Self {
-        let made = async {
-            let admin = Admin::get().await?;
-            let name = on_admin_runtime({
-                let admin = admin.clone();
-                async move { admin.take_clone(false).await }
-            })
-            .await?;
-            Self::open(admin, name, true).await
-        };
-        made.await
+        Self::migrated(false)
+            .await
             .unwrap_or_else(|e| panic!("{}", fixture_failure(&e)))
+    }
+
+    /// A migrated clone: an emptied one of an earlier test when `reuse`
+    /// allows and one is ready, else a new one.
+    async fn migrated(reuse: bool) -> Result<Self> {
+        let admin = Admin::get().await?;
+        let name = on_admin_runtime({
+            let admin = admin.clone();
+            async move { admin.take_clone(reuse).await }
+        })
+        .await?;
+        Self::open(admin, name, true).await
     }
 
     /// Like [`TestDatabase::empty`], returning errors.

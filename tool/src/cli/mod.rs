@@ -46,6 +46,7 @@ use migration::Migrator;
 use migration::lock::{self, RunOptions};
 use migration::safety::{self, SafetyOptions};
 use migration::status::MigrationsStatus;
+use mockinterview_db::health::Readiness;
 
 pub mod connect;
 
@@ -495,6 +496,7 @@ async fn run_database_command(cli: Cli) -> Result<(), String> {
             apply,
         } => {
             let sql = role_settings_sql(
+                db,
                 &url,
                 run.schema.as_deref(),
                 &role,
@@ -575,6 +577,7 @@ fn first_schema(schema: &str) -> &str {
 /// configured with these values applies
 /// ([`mockinterview_db::settings::role_settings`], one definition).
 async fn role_settings_sql(
+    db: &DatabaseConnection,
     url: &DbUrl,
     schema: Option<&str>,
     role: &str,
@@ -582,14 +585,7 @@ async fn role_settings_sql(
     hnsw_ef_search: Option<u32>,
 ) -> Result<String, DbErr> {
     // Read as the library reads it (where pgvector lives, its version).
-    let handle = mockinterview_db::DbConfig::new(url.as_str())
-        .connect()
-        .await
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
-    let server = mockinterview_db::health::readiness(&handle)
-        .await
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
-    handle.close().await.ok();
+    let server = Readiness::read(db).await.map_err(library_err)?;
     let mut config = mockinterview_db::DbConfig::new(url.as_str());
     config.schema = schema.map(str::to_owned);
     config.statement_timeout = statement_timeout_ms.map(std::time::Duration::from_millis);
@@ -613,6 +609,14 @@ async fn role_settings_sql(
             )
         })
         .collect())
+}
+
+/// A library error as the migrator's.
+fn library_err(e: mockinterview_db::Error) -> DbErr {
+    match e {
+        mockinterview_db::Error::Database(e) => e,
+        other => DbErr::Custom(other.to_string()),
+    }
 }
 
 /// What `doctor` found once connected (a failure to connect is reported,
@@ -653,22 +657,16 @@ async fn doctor(
                 .to_owned(),
         },
     );
-    let row = txn
+    let server = Readiness::read(txn).await.map_err(library_err)?;
+    let standby: bool = txn
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
-            "SELECT current_setting('server_version') AS server, \
-                    pg_is_in_recovery() AS standby, \
-                    (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS installed, \
-                    (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') \
-                      AS available",
+            "SELECT pg_is_in_recovery() AS standby",
         ))
         .await?
-        .ok_or_else(|| DbErr::Custom("no row".into()))?;
-    let server: String = row.try_get("", "server")?;
-    let standby: bool = row.try_get("", "standby")?;
-    let installed: Option<String> = row.try_get("", "installed")?;
-    let available: Option<String> = row.try_get("", "available")?;
-    ok(&mut f, format!("PostgreSQL {server}"));
+        .ok_or_else(|| DbErr::Custom("no row".into()))?
+        .try_get("", "standby")?;
+    ok(&mut f, format!("PostgreSQL {}", server.server_version));
     if standby {
         problem(
             &mut f,
@@ -676,9 +674,12 @@ async fn doctor(
                 .to_owned(),
         );
     }
-    match (installed, available) {
+    match (
+        server.pgvector_version.clone(),
+        server.pgvector_available_version.clone(),
+    ) {
         (Some(v), _) => {
-            let bugs = mockinterview_db::health::pgvector_known_bugs(&v);
+            let bugs = server.pgvector_known_bugs();
             if bugs.is_empty() {
                 ok(&mut f, format!("pgvector {v} installed in this database"));
             } else {
