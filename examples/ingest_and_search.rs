@@ -157,7 +157,10 @@ fn embed(text: &str) -> mockinterview_db::Result<Embedding> {
     if v.iter().all(|x| *x == 0.0) {
         v[0] = 1.0; // no usable words: any non-zero vector
     }
-    Embedding::new(v)
+    Embedding::new(
+        &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+        v,
+    )
 }
 
 /// A tiny valid PDF whose only page says `text`'s first line.

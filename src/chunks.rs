@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use pgconn::copy::Encoder;
 
-use crate::embedding::Embedding;
+use crate::embedding::{Embedding, MODEL_KEY, ModelScope};
 use crate::error::{Error, Result};
 use crate::settings::Op;
 #[cfg(test)]
@@ -229,6 +229,8 @@ pub enum Indexing {
 /// (blank, over-long or NUL text; a reserved, too-deep, too-large or NUL
 /// metadata key), naming the resume, the chunk and the key, or a resume
 /// listed twice, before anything is sent (nothing is written);
+/// [`Error::ModelMismatch`] for an embedding of another model than the
+/// handle's (nothing is written);
 /// [`Error::NotFound`] when a resume does not exist or belongs to another
 /// user (nothing is written); [`Error::Config`] inside a transaction;
 /// [`Error::Unavailable`] when the connection fails, also in the middle of
@@ -238,11 +240,12 @@ pub enum Indexing {
 /// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, resume_id: uuid::Uuid,
 /// #            vectors: Vec<Vec<f32>>) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::chunks::{replace_chunks, Indexing, ResumeChunks};
-/// use mockinterview_db::{Embedding, NewChunk};
+/// use mockinterview_db::{Embedding, EmbeddingModel, NewChunk};
+/// let model = EmbeddingModel::gemini_embedding_001_768();
 /// let new: Vec<NewChunk> = vectors
 ///     .into_iter()
 ///     .enumerate()
-///     .map(|(i, v)| Ok(NewChunk::new(format!("chunk {i}"), Embedding::new(v)?).with_metadata("page", 1)))
+///     .map(|(i, v)| Ok(NewChunk::new(format!("chunk {i}"), Embedding::new(&model, v)?).with_metadata("page", 1)))
 ///     .collect::<mockinterview_db::Result<_>>()?;
 /// let set = ResumeChunks { user_id, resume_id, chunks: &new };
 /// let ids = replace_chunks(db, &[set], Indexing::Deferred).await?;
@@ -277,6 +280,7 @@ async fn write_sets<S: Store + ?Sized>(
     table: Indexing,
 ) -> Result<Vec<Vec<Uuid>>> {
     // Validate everything before touching the database.
+    let route = db.route();
     let mut seen = std::collections::HashSet::with_capacity(sets.len());
     for set in sets {
         if !seen.insert(set.resume_id) {
@@ -285,7 +289,7 @@ async fn write_sets<S: Store + ?Sized>(
                 reason: format!("resume {} is listed twice", set.resume_id),
             });
         }
-        validate_chunks(set)?;
+        validate_chunks(set, route.models())?;
     }
     let ids: Vec<Vec<Uuid>> = sets
         .iter()
@@ -293,7 +297,6 @@ async fn write_sets<S: Store + ?Sized>(
         .collect();
     let resume_ids: Vec<Uuid> = sets.iter().map(|s| s.resume_id).collect();
 
-    let route = db.route();
     let pool = route.primary_pool().ok_or_else(|| {
         Error::Config(
             "replace_chunks loads chunks with binary COPY in a transaction of its own, so it \
@@ -488,6 +491,10 @@ const RANKABLE: &str = "(embedding <#> embedding) NOT IN ('0', '-Infinity', 'NaN
 /// All values, metadata keys included, are bound as parameters; filters
 /// follow [`SearchQuery::metadata_filter`]'s rule.
 ///
+/// Only chunks of the handle's embedding model are compared (and
+/// returned): those stamped with it, and the unstamped ones when the
+/// database declares them to be of it ([`crate::embedding`]).
+///
 /// Chunks another service wrote without an embedding, or with one whose
 /// norm pgvector cannot compute (a zero vector, or values so small or large
 /// that the single-precision sum of squares is 0 or infinite; see
@@ -496,12 +503,13 @@ const RANKABLE: &str = "(embedding <#> embedding) NOT IN ('0', '-Infinity', 'NaN
 ///
 /// # Errors
 /// [`Error::Validation`] for `k` out of range or a filter breaking the
-/// bounds of [`SearchQuery::metadata_filter`].
+/// bounds of [`SearchQuery::metadata_filter`]; [`Error::ModelMismatch`]
+/// for a query embedding of another model than the handle's.
 ///
 /// ```no_run
 /// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, query: Vec<f32>) -> mockinterview_db::Result<()> {
 /// use mockinterview_db::{chunks::search_chunks, Embedding, SearchQuery, SearchScope};
-/// let q = SearchQuery::new(Embedding::new(query)?, 5, SearchScope::User(user_id))
+/// let q = SearchQuery::new(Embedding::new(db.embedding_model(), query)?, 5, SearchScope::User(user_id))
 ///     .filter("section", "experience");
 /// for hit in search_chunks(db, &q).await? {
 ///     println!("{:.3} {}", hit.score, hit.text.unwrap_or_default());
@@ -514,7 +522,7 @@ pub async fn search_chunks<S: Store + ?Sized>(
     query: &SearchQuery,
 ) -> Result<Vec<ChunkMatch>> {
     let route = db.route();
-    let (op, statement) = search_statement(query, |k| route.hnsw_search(k))?;
+    let (op, statement) = search_statement(query, route.models(), |k| route.hnsw_search(k))?;
     route
         .read(op, |c| {
             let statement = statement.clone();
@@ -543,6 +551,7 @@ pub async fn search_chunks<S: Store + ?Sized>(
 /// the route's [`crate::store::Route::hnsw_search`]).
 fn search_statement(
     query: &SearchQuery,
+    models: &ModelScope,
     hnsw_search: impl FnOnce(u32) -> (Op, Option<String>),
 ) -> Result<(Op, Statement)> {
     if query.k == 0 || query.k > MAX_TOP_K {
@@ -564,6 +573,7 @@ fn search_statement(
         ));
     }
     check_metadata_map(&query.metadata_filter).map_err(|why| invalid("metadata_filter", why))?;
+    models.check(&query.embedding)?;
     let mut values: Vec<Value> = vec![query.embedding.to_vector().into()];
     // Rows another service wrote without an embedding, or with one whose
     // norm pgvector cannot compute (the sum of squares in single precision,
@@ -589,6 +599,9 @@ fn search_statement(
         }
         SearchScope::All => {}
     }
+    // Only chunks of the query's model (crate::embedding).
+    let stamp = bind(models.model.stamp().into(), &mut values);
+    conditions.push(models.condition(&stamp));
     // Containment prefilters the GIN index on `metadata` can answer, for
     // the exact branch of a filtered whole-table search (below).
     let mut prefilters: Vec<String> = Vec::new();
@@ -747,24 +760,26 @@ fn text_forms(text: &str) -> Vec<Json> {
 /// Checks every chunk of `set` before anything is sent: text (not blank,
 /// bounded, no NUL) and metadata (no reserved key, bounded depth and size,
 /// no NUL), naming the resume, the chunk and the key.
-fn validate_chunks(set: &ResumeChunks<'_>) -> Result<()> {
+fn validate_chunks(set: &ResumeChunks<'_>, models: &ModelScope) -> Result<()> {
     for (i, chunk) in set.chunks.iter().enumerate() {
         let at = || format!("chunk {i} of resume {}", set.resume_id);
         CHUNK_TEXT.check(&chunk.text).map_err(|e| match e {
             Error::Validation { field, reason } => invalid(field, format!("{}: {reason}", at())),
             other => other,
         })?;
-        for key in [METADATA_USER_ID, METADATA_RESUME_ID] {
+        for key in [METADATA_USER_ID, METADATA_RESUME_ID, MODEL_KEY] {
             if chunk.extra_metadata.contains_key(key) {
                 return Err(invalid(
                     "metadata",
                     format!(
-                        "{}: `{key}` is set by the library from the resume; remove it",
+                        "{}: `{key}` is set by the library (from the resume, or the \
+                         embedding's model); remove it",
                         at()
                     ),
                 ));
             }
         }
+        models.check(&chunk.embedding)?;
         check_metadata_map(&chunk.extra_metadata)
             .map_err(|why| invalid("metadata", format!("{}: {why}", at())))?;
     }
@@ -858,6 +873,7 @@ fn encode_row(
         METADATA_RESUME_ID.into(),
         Json::String(resume_id.to_string()),
     );
+    metadata.insert(MODEL_KEY.into(), chunk.embedding.model().stamp());
     let metadata = serde_json::to_vec(&metadata).map_err(|e| Error::Validation {
         field: "metadata",
         reason: e.to_string(),
@@ -939,9 +955,14 @@ mod tests {
             )
             .await
             .unwrap();
+        let model = crate::EmbeddingModel::gemini_embedding_001_768();
         let embedding =
-            Embedding::new((1..=768).map(|d| (d as f32 * 0.01).sin()).collect()).unwrap();
+            Embedding::new(&model, (1..=768).map(|d| (d as f32 * 0.01).sin()).collect()).unwrap();
         let query = SearchQuery::new(embedding, 10, SearchScope::All);
+        let models = ModelScope {
+            model,
+            includes_unstamped: true,
+        };
         let settings = |statement: Vec<(String, String)>, ef: u32| Settings {
             statement,
             hnsw: vec![("hnsw.ef_search".into(), ef.to_string())],
@@ -959,7 +980,7 @@ mod tests {
         };
         for (ef, rows) in [(1, 1), (40, 10)] {
             let s = settings(Vec::new(), ef);
-            let (op, statement) = search_statement(&query, |k| plan(&s, k)).unwrap();
+            let (op, statement) = search_statement(&query, &models, |k| plan(&s, k)).unwrap();
             assert_eq!(op, Op::Plain, "one statement, no transaction of its own");
             let tx = db.conn().begin().await.unwrap();
             // 200 rows: without this the planner would sort them exactly.
@@ -973,7 +994,7 @@ mod tests {
         // With a setting that must precede the statement, the search runs in
         // a transaction after a settings statement instead.
         let s = settings(vec![("search_path".into(), "public".into())], 40);
-        let (op, statement) = search_statement(&query, |k| plan(&s, k)).unwrap();
+        let (op, statement) = search_statement(&query, &models, |k| plan(&s, k)).unwrap();
         assert_eq!(op, Op::HnswSearch { k: 10 });
         assert!(!statement.sql.contains("set_config"), "{}", statement.sql);
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use pgconn::DbUrl;
 
+use crate::embedding::EmbeddingModel;
 use crate::error::{Error, Result};
 
 /// Connection settings. Build one with [`DbConfig::from_env`] or
@@ -90,6 +91,13 @@ pub struct DbConfig {
     /// Acquire timeout of the replica pools: short, so that a read falls
     /// back to the primary quickly when a replica stops answering.
     pub replica_acquire_timeout: Duration,
+    /// The embedding model of this handle: searches compare only chunks of
+    /// this model, query embeddings and written chunks must be of it
+    /// ([`crate::embedding`]). Default: `gemini-embedding-001` at 768
+    /// dimensions, the TypeScript app's model since its commit 86f8fc7.
+    /// From `EMBEDDING_MODEL` and `EMBEDDING_DIMENSIONS` in
+    /// [`DbConfig::from_env`]. This release stores 768-dimension vectors.
+    pub embedding_model: EmbeddingModel,
 }
 
 /// The [`DbConfig::call_timeout`] that [`DbConfig::new`] sets.
@@ -100,6 +108,12 @@ pub const DEFAULT_BULK_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 pub const SCHEMA_ENV: &str = "DATABASE_SCHEMA";
 /// Environment variable listing replica URLs, comma-separated.
 pub const REPLICA_URLS_ENV: &str = "DATABASE_REPLICA_URLS";
+/// Environment variable naming the embedding model
+/// ([`DbConfig::embedding_model`]).
+pub const EMBEDDING_MODEL_ENV: &str = "EMBEDDING_MODEL";
+/// Environment variable giving the embedding model's dimension count
+/// (required with [`EMBEDDING_MODEL_ENV`]).
+pub const EMBEDDING_DIMENSIONS_ENV: &str = "EMBEDDING_DIMENSIONS";
 
 impl DbConfig {
     /// Settings with sensible limits for `url`: up to 10 connections, 5 s
@@ -130,17 +144,20 @@ impl DbConfig {
             replica_check_interval: Duration::from_millis(100),
             replica_retry_after: Duration::from_secs(5),
             replica_acquire_timeout: Duration::from_secs(1),
+            embedding_model: EmbeddingModel::gemini_embedding_001_768(),
         }
     }
 
-    /// Reads `DATABASE_URL` (required), `DATABASE_SCHEMA` and
-    /// `DATABASE_REPLICA_URLS` (optional) from the environment, loading a
-    /// `.env` file from the working directory (or a parent) first if there
-    /// is one.
+    /// Reads `DATABASE_URL` (required), `DATABASE_SCHEMA`,
+    /// `DATABASE_REPLICA_URLS`, and `EMBEDDING_MODEL` with
+    /// `EMBEDDING_DIMENSIONS` (optional, both or neither) from the
+    /// environment, loading a `.env` file from the working directory (or a
+    /// parent) first if there is one.
     ///
     /// # Errors
     /// [`Error::Config`] when `DATABASE_URL` is unset, a URL is not a
-    /// PostgreSQL URL or a schema name is invalid.
+    /// PostgreSQL URL, a schema name is invalid, or the embedding model is
+    /// half given or invalid.
     ///
     /// ```no_run
     /// # async fn f() -> mockinterview_db::Result<()> {
@@ -169,6 +186,12 @@ impl DbConfig {
         if let Some(schema) = &config.schema {
             validate_schema(schema)?;
         }
+        if let Some(model) = embedding_model_from(
+            std::env::var(EMBEDDING_MODEL_ENV).ok(),
+            std::env::var(EMBEDDING_DIMENSIONS_ENV).ok(),
+        )? {
+            config.embedding_model = model;
+        }
         Ok(config)
     }
 
@@ -177,6 +200,36 @@ impl DbConfig {
         parse_url(&self.url, "DATABASE_URL")
             .map_or_else(|_| "an invalid DATABASE_URL".to_owned(), |u| u.target())
     }
+}
+
+/// The model named by `EMBEDDING_MODEL` and `EMBEDDING_DIMENSIONS`, if set.
+fn embedding_model_from(
+    name: Option<String>,
+    dimensions: Option<String>,
+) -> Result<Option<EmbeddingModel>> {
+    let name = name.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let dimensions = dimensions
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let (name, dimensions) = match (name, dimensions) {
+        (None, None) => return Ok(None),
+        (Some(name), Some(dimensions)) => (name, dimensions),
+        _ => {
+            return Err(Error::Config(format!(
+                "set both {EMBEDDING_MODEL_ENV} and {EMBEDDING_DIMENSIONS_ENV} (e.g. \
+                 gemini-embedding-001 and 768), or neither: a model's vectors at another \
+                 dimension count are another space"
+            )));
+        }
+    };
+    let dimensions: u32 = dimensions.parse().map_err(|_| {
+        Error::Config(format!(
+            "{EMBEDDING_DIMENSIONS_ENV}={dimensions:?} is not a whole number"
+        ))
+    })?;
+    EmbeddingModel::new(name, dimensions)
+        .map(Some)
+        .map_err(|e| Error::Config(format!("{EMBEDDING_MODEL_ENV}: {e}")))
 }
 
 pub(crate) fn parse_url(url: &str, what: &str) -> Result<DbUrl> {
@@ -210,6 +263,27 @@ mod tests {
     fn target_hides_credentials() {
         let config = DbConfig::new("postgres://u:secret@localhost:5432/db?sslmode=disable");
         assert_eq!(config.target(), "localhost:5432/db");
+    }
+
+    #[test]
+    fn the_embedding_model_needs_both_variables_and_valid_values() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(embedding_model_from(None, None).unwrap(), None);
+        assert_eq!(embedding_model_from(s(" "), s("")).unwrap(), None);
+        assert_eq!(
+            embedding_model_from(s(" gemini-embedding-001 "), s("768")).unwrap(),
+            Some(EmbeddingModel::gemini_embedding_001_768())
+        );
+        for (name, dims) in [
+            (s("gemini-embedding-001"), None),
+            (None, s("768")),
+            (s("gemini-embedding-001"), s("768.0")),
+            (s("gemini-embedding-001"), s("0")),
+            (s("bad model"), s("768")),
+        ] {
+            let err = embedding_model_from(name, dims).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err}");
+        }
     }
 
     #[test]

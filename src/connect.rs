@@ -17,6 +17,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::health::{PGVECTOR_UPGRADE_ADVICE, Readiness};
 use crate::replica::{Replica, Replicas};
+use crate::schema::SchemaState;
 use crate::settings::Settings;
 use crate::store::Backend;
 
@@ -28,8 +29,13 @@ impl DbConfig {
     /// monitored: one that is down does not fail `connect` (reads use the
     /// primary until it is back).
     ///
+    /// It also checks the schema ([`crate::schema`]): a database more than
+    /// one migration behind this release is refused.
+    ///
     /// # Errors
-    /// [`Error::Config`] for a malformed URL or schema list,
+    /// [`Error::Config`] for a malformed URL or schema list, or an
+    /// embedding model whose vectors this release cannot store;
+    /// [`Error::SchemaBehind`] naming the pending migrations;
     /// [`Error::Unavailable`] when the primary cannot be reached or refuses
     /// the login (with the server's SQLSTATE, see [`Error::sqlstate`]).
     #[tracing::instrument(skip(self), fields(target = %self.target()))]
@@ -38,6 +44,7 @@ impl DbConfig {
         if let Some(schema) = &self.schema {
             validate_schema(schema)?;
         }
+        self.embedding_model.check_storable()?;
         // Settings given in the URL (`?options=-c name=value`) are applied
         // like the others: a pooler drops startup options.
         let url_settings = url
@@ -89,6 +96,24 @@ impl DbConfig {
             per_transaction = ?settings.per_transaction(),
             "settings"
         );
+        let schema = SchemaState::read(&primary, &settings)
+            .await
+            .map_err(|e| e.with_target(&target))?;
+        if let Some(pending) = schema.one_behind {
+            tracing::warn!(
+                pending,
+                "the database lacks this release's newest migration; serving it as the previous \
+                 release did until `migration up` applies it"
+            );
+        }
+        let models = schema.scope(&self.embedding_model);
+        if !models.includes_unstamped {
+            tracing::info!(
+                model = %self.embedding_model,
+                unstamped = ?schema.unstamped.as_ref().map(ToString::to_string),
+                "chunks without a model stamp are not searched by this handle"
+            );
+        }
 
         let mut replicas = Vec::with_capacity(self.replica_urls.len());
         for replica_url in &self.replica_urls {
@@ -105,6 +130,7 @@ impl DbConfig {
             primary,
             replicas,
             settings,
+            models,
             config: self.clone(),
             target,
             primary_reads: AtomicU64::new(0),

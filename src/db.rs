@@ -87,6 +87,13 @@ impl Db {
         Primary { db: self }
     }
 
+    /// The embedding model of this handle
+    /// ([`DbConfig::embedding_model`]): query embeddings and written
+    /// chunks must be of it, and searches compare only its chunks.
+    pub fn embedding_model(&self) -> &crate::EmbeddingModel {
+        &self.inner.models.model
+    }
+
     /// Names of the settings this handle applies in each transaction: those
     /// it is configured with that the role does not already hold
     /// (`ALTER ROLE ... IN DATABASE ... SET`, checked at connect; see

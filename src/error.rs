@@ -57,6 +57,36 @@ pub enum Error {
         detail: String,
     },
 
+    /// An embedding of another model than the handle's: its vectors live in
+    /// another space, so it can neither be searched with nor stored beside
+    /// the handle's model (see [`crate::embedding`]). Nothing was written.
+    #[error(
+        "embedding of {given} given to a handle of {handle}: vectors of two models cannot be \
+         compared; embed with {handle}, or connect with DbConfig::embedding_model = {given} \
+         once the database holds that model's vectors"
+    )]
+    ModelMismatch {
+        /// The handle's model ([`crate::DbConfig::embedding_model`]).
+        handle: crate::EmbeddingModel,
+        /// The model of the embedding given.
+        given: crate::EmbeddingModel,
+    },
+
+    /// The database lacks migrations this release needs: more than the
+    /// newest one is pending (a release also serves a database one
+    /// migration behind, for deploys that start the code before
+    /// `migration up`), or the database was never migrated.
+    #[error(
+        "the database schema is behind this release: pending migrations {}; run `migration up` \
+         (or the Migrator at start-up) before starting this release",
+        pending.join(", ")
+    )]
+    SchemaBehind {
+        /// The migrations this release knows that the database lacks, in
+        /// order.
+        pending: Vec<String>,
+    },
+
     /// The configuration (environment, `DATABASE_URL`) is missing or invalid.
     #[error("configuration error: {0}")]
     Config(String),

@@ -25,6 +25,7 @@ use sea_orm::{
 };
 
 use crate::config::DbConfig;
+use crate::embedding::ModelScope;
 use crate::error::{Error, Result};
 use crate::replica::{Lsn, Replicas};
 use crate::settings::{Op, Settings};
@@ -59,6 +60,7 @@ pub(crate) struct Backend {
     pub primary: DatabaseConnection,
     pub replicas: Replicas,
     pub settings: Settings,
+    pub models: ModelScope,
     pub config: DbConfig,
     pub target: String,
     pub primary_reads: AtomicU64,
@@ -125,6 +127,11 @@ impl<'a> Route<'a> {
     /// The settings of this store.
     pub(crate) fn settings(&self) -> &'a Settings {
         &self.backend().settings
+    }
+
+    /// The chunks this store's searches compare, by embedding model.
+    pub(crate) fn models(&self) -> &'a ModelScope {
+        &self.backend().models
     }
 
     /// `host:port/database` for messages.

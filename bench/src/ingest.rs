@@ -59,11 +59,15 @@ fn library_chunks(ctx: &Ctx, u: &User) -> Result<Vec<NewChunk>, BoxError> {
     let c = &ctx.corpus;
     u.range()
         .map(|i| {
-            Ok(
-                NewChunk::new(c.texts[i].clone(), Embedding::new(c.vector(i).to_vec())?)
-                    .with_metadata("section", c.extras[i].0)
-                    .with_metadata("page", c.extras[i].1),
+            Ok(NewChunk::new(
+                c.texts[i].clone(),
+                Embedding::new(
+                    &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+                    c.vector(i).to_vec(),
+                )?,
             )
+            .with_metadata("section", c.extras[i].0)
+            .with_metadata("page", c.extras[i].1))
         })
         .collect()
 }
@@ -421,7 +425,10 @@ fn upload_chunks(u: &Upload) -> Result<Vec<NewChunk>, BoxError> {
         .map(|(j, (text, section, page))| {
             Ok(NewChunk::new(
                 text.clone(),
-                Embedding::new(u.data.vectors[j * DIMS..(j + 1) * DIMS].to_vec())?,
+                Embedding::new(
+                    &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+                    u.data.vectors[j * DIMS..(j + 1) * DIMS].to_vec(),
+                )?,
             )
             .with_metadata("section", *section)
             .with_metadata("page", *page))

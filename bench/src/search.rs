@@ -187,7 +187,10 @@ pub async fn scoped(ctx: &mut Ctx) -> Result<(), BoxError> {
         let (ui, q) = &queries[round % nq];
         let user = &ctx.corpus.users[*ui];
         let lib_query = SearchQuery::new(
-            Embedding::new(q.clone())?,
+            Embedding::new(
+                &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+                q.clone(),
+            )?,
             K as u32,
             SearchScope::User(user.id),
         );
@@ -371,7 +374,12 @@ pub async fn global(ctx: &mut Ctx) -> Result<(), BoxError> {
     let nq = queries.len();
     let embeddings: Vec<Embedding> = queries
         .iter()
-        .map(|q| Embedding::new(q.clone()))
+        .map(|q| {
+            Embedding::new(
+                &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+                q.clone(),
+            )
+        })
         .collect::<Result<_, _>>()?;
     let warmup = 20.min(nq);
     let n = fmt_int(ctx.corpus.len() as f64);

@@ -34,6 +34,7 @@ async fn replace_swaps_the_whole_set_and_writes_langchain_metadata() {
             "resume_id": r.id.to_string(),
             "page": 0,
             "section": "experience",
+            "embedding_model": {"name": "gemini-embedding-001", "dimensions": 768},
         }))
     );
     assert_eq!(
@@ -63,7 +64,13 @@ async fn invalid_chunks_are_rejected_and_the_old_set_stays() {
         3
     );
     // Embeddings are validated when constructed: a bad one never reaches a chunk.
-    assert!(Embedding::new(vec![0.1; 1536]).is_err());
+    assert!(
+        Embedding::new(
+            &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+            vec![0.1; 1536]
+        )
+        .is_err()
+    );
 }
 
 #[tokio::test]
@@ -143,7 +150,14 @@ async fn adversarial_corpus(
                     .zip(noise.as_slice())
                     .map(|(q, n)| q + 0.05 * n)
                     .collect();
-                NewChunk::new(format!("near {i}"), Embedding::new(v).unwrap())
+                NewChunk::new(
+                    format!("near {i}"),
+                    Embedding::new(
+                        &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+                        v,
+                    )
+                    .unwrap(),
+                )
             })
             .collect();
         crate::support::replace(db.conn(), other.id, other_resume.id, &near)

@@ -26,7 +26,16 @@ async fn readiness_reports_server_and_pgvector_versions() {
 
 #[tokio::test]
 async fn readiness_without_the_extension_says_what_to_do() {
-    let db = TestDb::with(TestDatabase::empty().await, |_| {}).await;
+    // An unmigrated database is refused at connect (crate::schema)...
+    let empty = TestDatabase::empty().await;
+    let err = DbConfig::new(empty.url()).connect().await.unwrap_err();
+    assert!(matches!(err, Error::SchemaBehind { .. }), "{err:?}");
+    // ...so the extension can only go missing later.
+    let db = TestDb::new().await;
+    db.raw()
+        .execute_unprepared("DROP EXTENSION vector CASCADE")
+        .await
+        .unwrap();
     let r = readiness(db.conn()).await.unwrap();
     assert_eq!(r.pgvector_version, None);
     assert!(
@@ -131,7 +140,11 @@ async fn ef_search_follows_the_table_size_unless_fixed() {
     let plain = effective_settings(db.conn()).await.unwrap();
     assert_eq!(plain.hnsw_ef_search, Some(expected.to_string()));
     let q = mockinterview_db::SearchQuery::new(
-        mockinterview_db::Embedding::new(vec![0.5; 768]).unwrap(),
+        mockinterview_db::Embedding::new(
+            &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+            vec![0.5; 768],
+        )
+        .unwrap(),
         10,
         mockinterview_db::SearchScope::All,
     );

@@ -500,7 +500,13 @@ async fn search_filters_are_bounded_and_checked_before_any_round_trip() {
 async fn tiny_embeddings_are_rejected_and_foreign_ones_do_not_score_one() {
     let mut tiny = vec![0.0_f32; 768];
     tiny[0] = 1e-30;
-    assert_invalid(Embedding::new(tiny), "embedding");
+    assert_invalid(
+        Embedding::new(
+            &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+            tiny,
+        ),
+        "embedding",
+    );
 
     // A zero vector another service wrote is never ranked, and does not
     // take the place of real results.

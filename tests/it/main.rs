@@ -13,6 +13,7 @@ mod faults;
 mod fixture;
 mod handles;
 mod hardening;
+mod models;
 mod pooler;
 mod preferences;
 mod profiles;

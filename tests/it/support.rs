@@ -66,7 +66,11 @@ pub fn embedding(seed: u64) -> Embedding {
             (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect();
-    Embedding::new(values).unwrap()
+    Embedding::new(
+        &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+        values,
+    )
+    .unwrap()
 }
 
 pub fn chunks(seed: u64, n: usize) -> Vec<NewChunk> {

@@ -302,7 +302,11 @@ fn embedding(seed: u64) -> Embedding {
             (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect();
-    Embedding::new(values).expect("a valid embedding")
+    Embedding::new(
+        &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+        values,
+    )
+    .expect("a valid embedding")
 }
 
 fn median(samples: &[f64]) -> f64 {

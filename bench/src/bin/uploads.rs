@@ -53,7 +53,10 @@ fn vector(seed: u64) -> Result<Embedding, BoxError> {
             (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect();
-    Ok(Embedding::new(values)?)
+    Ok(Embedding::new(
+        &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+        values,
+    )?)
 }
 
 fn p50(mut samples: Vec<Duration>) -> f64 {

@@ -307,7 +307,10 @@ pub async fn data_at_risk<C: ConnectionTrait>(
 }
 
 /// What `fresh` would destroy: the rows of every table in the current
-/// schema (it drops them all, not only this project's).
+/// schema (it drops them all, not only this project's), but
+/// `embedding_models`: m010 writes its row itself, and what it declares
+/// (the model of unstamped chunks) matters only while chunks exist, whose
+/// rows are counted.
 ///
 /// # Errors
 /// Database errors.
@@ -316,7 +319,8 @@ pub async fn data_at_risk_fresh<C: ConnectionTrait>(db: &C) -> Result<Vec<Findin
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
             "SELECT tablename::text AS name FROM pg_tables \
-             WHERE schemaname = current_schema() AND tablename <> 'seaql_migrations' \
+             WHERE schemaname = current_schema() \
+               AND tablename NOT IN ('seaql_migrations', 'embedding_models') \
              ORDER BY 1",
         ))
         .await?;

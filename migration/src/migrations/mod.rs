@@ -41,6 +41,7 @@ migrations!(
     m007_lowercase_chunk_ids,
     m008_hnsw_ef_construction,
     m009_staged_chunks,
+    m010_embedding_models,
 );
 
 /// A stable 64-bit fingerprint (FNV-1a) of the migration names and sources.

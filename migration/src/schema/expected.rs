@@ -128,6 +128,16 @@ pub const TABLES: &[TableSpec] = &[
             ("staged_at", TSTZ, NN, Some("now()")),
         ],
     },
+    // m010: the embedding models of the chunks.
+    TableSpec {
+        name: "embedding_models",
+        columns: &[
+            ("name", "text", NN, None),
+            ("dimensions", "integer", NN, None),
+            ("unstamped", "boolean", NN, Some("false")),
+            ("declared_at", TSTZ, NN, Some("now()")),
+        ],
+    },
 ];
 
 /// Every index, primary keys included.
@@ -232,6 +242,18 @@ pub const INDEXES: &[ObjectSpec] = &[
         name: "idx_resume_chunks_staged_user_id",
         definition: "CREATE INDEX idx_resume_chunks_staged_user_id ON resume_chunks_staged \
                      USING btree (((metadata ->> 'user_id'::text)))",
+    },
+    ObjectSpec {
+        table: "embedding_models",
+        name: "embedding_models_pkey",
+        definition: "CREATE UNIQUE INDEX embedding_models_pkey ON embedding_models \
+                     USING btree (name, dimensions)",
+    },
+    ObjectSpec {
+        table: "embedding_models",
+        name: "idx_embedding_models_one_unstamped",
+        definition: "CREATE UNIQUE INDEX idx_embedding_models_one_unstamped ON embedding_models \
+                     USING btree (unstamped) WHERE unstamped",
     },
 ];
 
@@ -338,6 +360,22 @@ pub const CONSTRAINTS: &[ObjectSpec] = &[
         table: "resume_chunks_staged",
         name: "fk_resume_chunks_staged_resume_id",
         definition: "FOREIGN KEY (resume_id) REFERENCES resumes(id) ON DELETE CASCADE",
+    },
+    // m010
+    ObjectSpec {
+        table: "embedding_models",
+        name: "embedding_models_pkey",
+        definition: "PRIMARY KEY (name, dimensions)",
+    },
+    ObjectSpec {
+        table: "embedding_models",
+        name: "embedding_models_name_check",
+        definition: "CHECK ((name ~ '^[A-Za-z0-9._:/@-]{1,200}$'::text))",
+    },
+    ObjectSpec {
+        table: "embedding_models",
+        name: "embedding_models_dimensions_check",
+        definition: "CHECK (((dimensions >= 1) AND (dimensions <= 16000)))",
     },
 ];
 

@@ -55,6 +55,11 @@ SELECT md5(coalesce(string_agg(x, E'\n' ORDER BY x), '')) AS fingerprint FROM (
   UNION ALL
   SELECT 'm:' || version FROM seaql_migrations
   UNION ALL
+  -- The rows migrations write (m010's declaration of the model of unstamped
+  -- chunks): kept by empty.sql, so they must be the fresh clone's.
+  SELECT 'r:' || CASE WHEN to_regclass('public.embedding_models') IS NOT NULL THEN
+           query_to_xml('SELECT string_agg(t::text, '','' ORDER BY t::text) AS rows                          FROM public.embedding_models t', false, false, '')::text END
+  UNION ALL
   SELECT 'stat:' || count(*) FROM pg_statistic s JOIN pg_class c ON c.oid = s.starelid
    WHERE c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace)
   UNION ALL

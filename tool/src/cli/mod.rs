@@ -284,6 +284,22 @@ enum Command {
                     server's TimeZone setting)"
         )]
         source_timezone: Option<String>,
+        #[arg(
+            long,
+            value_name = "NAME",
+            requires = "embedding_dimensions",
+            help = "The model that made the source's embeddings, e.g. gemini-embedding-001 \
+                    (default: the one the detected version used; required for v1 and v2 \
+                    databases, and v0 tables that outlived the app's switch of model)"
+        )]
+        embedding_model: Option<String>,
+        #[arg(
+            long,
+            value_name = "N",
+            requires = "embedding_model",
+            help = "Dimension count of --embedding-model's vectors (the app's: 768)"
+        )]
+        embedding_dimensions: Option<u32>,
     },
 }
 
@@ -456,12 +472,22 @@ async fn run_database_command(cli: Cli) -> Result<(), String> {
             report,
             leave_unowned_tables,
             source_timezone,
+            embedding_model,
+            embedding_dimensions,
         } => {
             let from = DbUrl::parse(&from).map_err(|e| format!("--from: {e}"))?;
+            let embedding_model = match (embedding_model, embedding_dimensions) {
+                (Some(name), Some(dims)) => Some(
+                    mockinterview_db::EmbeddingModel::new(name, dims)
+                        .map_err(|e| format!("--embedding-model: {e}"))?,
+                ),
+                _ => None,
+            };
             let options = ImportOptions {
                 dry_run,
                 leave_unowned_tables,
                 source_timezone,
+                embedding_model,
                 run: run.clone(),
                 ..ImportOptions::new(from)
             };

@@ -51,6 +51,7 @@ mod source;
 mod target;
 
 use migration::detect::{self, ChunkLayout, LegacyVersion, ShapeMismatch};
+use mockinterview_db::EmbeddingModel;
 use plan::{ChunkRules, Ledger, LegacyChunk, ProfileRow, ResumeRow};
 pub use report::ImportReport;
 use report::{Checksum, Created, UnownedTable, Warning};
@@ -78,6 +79,11 @@ pub struct ImportOptions {
     /// The target's schema and settings (`-s`, the URL's `options`), applied
     /// inside every transaction on the target, as the migrator does.
     pub run: RunOptions,
+    /// The model that made the source's embeddings (`--embedding-model`,
+    /// `--embedding-dimensions`). `None`: the one the detected version
+    /// used, and a refusal where the version cannot tell (see
+    /// [`ImportError::EmbeddingModelUnknown`]).
+    pub embedding_model: Option<EmbeddingModel>,
 }
 
 impl ImportOptions {
@@ -91,6 +97,7 @@ impl ImportOptions {
             keep_chunk_index: false,
             maintenance_work_mem: None,
             run: RunOptions::default(),
+            embedding_model: None,
         }
     }
 }
@@ -134,6 +141,19 @@ pub enum ImportError {
         tables: Vec<UnownedTable>,
         /// The views.
         views: Vec<String>,
+    },
+    /// The source's version does not tell which embedding model made its
+    /// vectors, and the operator did not say.
+    #[error(
+        "cannot tell which embedding model made the source's vectors: {reason}. The TypeScript \
+         app embedded with text-embedding-004 until its commit 86f8fc7 and with \
+         gemini-embedding-001 at 768 dimensions from then on; say which with \
+         --embedding-model NAME --embedding-dimensions 768 (the import stamps every chunk \
+         with it, and searches compare only chunks of one model)"
+    )]
+    EmbeddingModelUnknown {
+        /// Why the version cannot tell.
+        reason: String,
     },
     /// The target has application rows.
     #[error("{}", not_empty_message(.0))]
@@ -272,8 +292,10 @@ async fn run(
     let detected = detect::detect(&catalog).map_err(ImportError::UnknownShape)?;
     let version = detected.version;
     let mut evidence = detected.evidence.clone();
+    let mut v0_post_switch = 0;
     if version == LegacyVersion::V0 {
-        let (total, with_resume, with_user) = source.v0_metadata_counts().await?;
+        let (total, with_resume, with_user, with_index) = source.v0_metadata_counts().await?;
+        v0_post_switch = with_index;
         if with_resume > 0 {
             return Err(ImportError::UnknownShape(ShapeMismatch {
                 closest: Some(LegacyVersion::V0),
@@ -286,6 +308,7 @@ async fn run(
         }
         evidence.push(Source::v0_evidence(total, with_user));
     }
+    let embedding_model = embedding_model(version, v0_post_switch, options)?;
     let unowned = source.counts(&detected.unowned_tables).await?;
     let views = source.views().await?;
     if (!unowned.is_empty() || !views.is_empty()) && !options.leave_unowned_tables {
@@ -380,6 +403,7 @@ async fn run(
     }
     let chunk_rules = ChunkRules::new(
         version,
+        &embedding_model,
         plan::outcome_by_uid(&profiles_src, &profile_outcome),
         resume_outcome,
     );
@@ -408,6 +432,7 @@ async fn run(
         committed: false,
         version,
         version_evidence: evidence,
+        embedding_model: embedding_model.to_string(),
         source_timezone: source.zone.clone(),
         import_time: plan::show_time(&import_time),
         migrations_applied: Vec::new(),
@@ -1105,4 +1130,37 @@ async fn write_in(
     })?;
     timer.lap("checksums");
     Ok(())
+}
+
+/// The model to stamp the imported chunks with: the operator's, else the
+/// one the detected version's app used, where that is certain.
+/// `v0_post_switch`: v0 chunks written by the app from commit 86f8fc7 on
+/// (they have `metadata.chunk_index`).
+fn embedding_model(
+    version: LegacyVersion,
+    v0_post_switch: i64,
+    options: &ImportOptions,
+) -> Result<EmbeddingModel, ImportError> {
+    if let Some(model) = &options.embedding_model {
+        return Ok(model.clone());
+    }
+    let unknown = |reason: String| Err(ImportError::EmbeddingModelUnknown { reason });
+    match version {
+        LegacyVersion::V0 if v0_post_switch > 0 => unknown(format!(
+            "the source is a v0 database (the app's text-embedding-004 era), but \
+             {v0_post_switch} of its chunks have metadata.chunk_index, which the app wrote only \
+             from commit 86f8fc7 on: the table outlived the switch and may hold both models"
+        )),
+        LegacyVersion::V0 => Ok(EmbeddingModel::text_embedding_004()),
+        LegacyVersion::V1 | LegacyVersion::V2 => unknown(format!(
+            "the source is a {} database, made around the app's switch of model",
+            serde_json::to_value(version)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        )),
+        LegacyVersion::V3 | LegacyVersion::V4 | LegacyVersion::V5 => {
+            Ok(EmbeddingModel::gemini_embedding_001_768())
+        }
+    }
 }

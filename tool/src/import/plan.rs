@@ -15,6 +15,8 @@ use migration::detect::LegacyVersion;
 
 // The library's rules, one definition each (`mockinterview_db`).
 pub use entity::EMBEDDING_DIMENSIONS;
+use mockinterview_db::EmbeddingModel;
+use mockinterview_db::embedding::MODEL_KEY;
 use mockinterview_db::preferences::{
     self, MAX_DURATION_MINUTES, MAX_LANGUAGES, MIN_DURATION_MINUTES, Preferences,
 };
@@ -867,6 +869,8 @@ pub struct ChunkTarget {
 #[derive(Debug)]
 pub struct ChunkRules {
     version: LegacyVersion,
+    /// The stamp every imported chunk gets (`metadata.embedding_model`).
+    model_stamp: String,
     /// Exact Firebase uid -> new profile id, or why the profile is excluded.
     profiles_by_uid: HashMap<String, ProfileOutcome>,
     /// Legacy resume id -> (new id, owner), or why it is excluded.
@@ -881,11 +885,13 @@ impl ChunkRules {
     /// and resume.
     pub fn new(
         version: LegacyVersion,
+        model: &EmbeddingModel,
         profiles_by_uid: HashMap<String, ProfileOutcome>,
         resumes: HashMap<i32, ResumeOutcome>,
     ) -> Self {
         Self {
             version,
+            model_stamp: model.stamp().to_string(),
             profiles_by_uid,
             resumes,
             created: BTreeMap::new(),
@@ -925,7 +931,11 @@ impl ChunkRules {
         };
         let meta: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(text)
             .map_err(|e| format!("metadata is not a JSON object ({e})"))?;
-        if let Some(key) = LEGACY_KEYS.iter().find(|k| meta.contains_key(**k)) {
+        if let Some(key) = LEGACY_KEYS
+            .iter()
+            .chain(&[MODEL_KEY])
+            .find(|k| meta.contains_key(**k))
+        {
             return Err(format!(
                 "its metadata already has the key {key}, which the import writes"
             ));
@@ -1043,6 +1053,7 @@ impl ChunkRules {
         if chunk.uuid.is_none() {
             put(&mut out, "legacy_id", &chunk.legacy_id.to_string());
         }
+        put(&mut out, MODEL_KEY, &self.model_stamp);
         out.push(b'}');
         Ok(ChunkTarget {
             id,
@@ -1185,6 +1196,7 @@ mod tests {
         let resume = Uuid::new_v4();
         let mut rules = ChunkRules::new(
             LegacyVersion::V3,
+            &EmbeddingModel::gemini_embedding_001_768(),
             HashMap::from([("uid-1".to_owned(), Ok(user))]),
             HashMap::from([(4, Ok((resume, user)))]),
         );
@@ -1210,6 +1222,10 @@ mod tests {
         assert_eq!(v["legacy_chunk_index"], json!(1));
         assert_eq!(v["legacy_id"], json!(9));
         assert_eq!(v["legacy_created_at"], json!("2025-10-20T09:15:08.370000Z"));
+        assert_eq!(
+            v["embedding_model"],
+            json!({"name": "gemini-embedding-001", "dimensions": 768})
+        );
 
         let orphan = LegacyChunk {
             resume_id_column: None,

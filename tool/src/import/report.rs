@@ -125,6 +125,9 @@ pub struct ImportReport {
     pub version: LegacyVersion,
     /// Why that version.
     pub version_evidence: Vec<String>,
+    /// The embedding model every imported chunk is stamped with
+    /// (`metadata.embedding_model`).
+    pub embedding_model: String,
     /// Interpretation of `timestamp without time zone` values.
     pub source_timezone: SourceTimeZone,
     /// The time written where the source had no timestamp (RFC 3339).
@@ -207,6 +210,11 @@ impl std::fmt::Display for ImportReport {
         for e in &self.version_evidence {
             writeln!(f, "  because {e}")?;
         }
+        writeln!(
+            f,
+            "Chunks stamped with embedding model {}",
+            self.embedding_model
+        )?;
         writeln!(
             f,
             "Timestamps without time zone read as {} ({}); missing ones set to {}",

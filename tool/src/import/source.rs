@@ -174,22 +174,30 @@ impl Source {
         .map_err(read_failed("looking for seaql_migrations"))
     }
 
-    /// v0's data check: how many chunks name a resume / a user.
+    /// v0's data check: how many chunks there are, and how many name a
+    /// resume / a user / a chunk index (written by the app from commit
+    /// 86f8fc7 on, which embedded with `gemini-embedding-001`).
     ///
     /// # Errors
     /// Database errors.
-    pub async fn v0_metadata_counts(&self) -> Result<(i64, i64, i64), ImportError> {
+    pub async fn v0_metadata_counts(&self) -> Result<(i64, i64, i64, i64), ImportError> {
         let row = sqlx::query(
             "SELECT count(*) AS total, \
                     count(*) FILTER (WHERE metadata ? 'resume_id') AS with_resume, \
-                    count(*) FILTER (WHERE metadata ? 'user_id') AS with_user \
+                    count(*) FILTER (WHERE metadata ? 'user_id') AS with_user, \
+                    count(*) FILTER (WHERE metadata ? 'chunk_index') AS with_index \
              FROM resume_chunks",
         )
         .fetch_one(&self.pool)
         .await
         .map_err(read_failed("reading chunk metadata"))?;
         let get = |c: &str| row.try_get::<i64, _>(c).unwrap_or(0);
-        Ok((get("total"), get("with_resume"), get("with_user")))
+        Ok((
+            get("total"),
+            get("with_resume"),
+            get("with_user"),
+            get("with_index"),
+        ))
     }
 
     /// Every profile.

@@ -11,7 +11,7 @@ use migration_tool::import::{ImportOptions, import};
 use mockinterview_db::chunks::search_chunks;
 use mockinterview_db::legacy::{self, LegacyTable};
 use mockinterview_db::resumes::{self, StoredPdf};
-use mockinterview_db::{Embedding, Error, SearchQuery, SearchScope, profiles};
+use mockinterview_db::{Embedding, EmbeddingModel, Error, SearchQuery, SearchScope, profiles};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, sea_query::Expr};
 use test_db::TestDatabase;
 
@@ -159,7 +159,11 @@ async fn imported_users_work_with_the_library() {
         .await
         .unwrap()
         .unwrap();
-    let query = Embedding::new(chunk.embedding.clone().unwrap().to_vec()).unwrap();
+    let query = Embedding::new(
+        &EmbeddingModel::gemini_embedding_001_768(),
+        chunk.embedding.clone().unwrap().to_vec(),
+    )
+    .unwrap();
     let hits = search_chunks(
         db,
         &SearchQuery::new(query.clone(), 20, SearchScope::User(alice.id)),
@@ -285,6 +289,47 @@ async fn v0_chunks_belong_to_profiles_created_for_their_uids() {
     )
     .await;
     assert_eq!(chunks.len(), 3);
+    // v0 chunks are text-embedding-004's: the default handle (the app's
+    // later model) never compares them, and refuses that model's queries;
+    // a handle of that model finds them.
+    let stored = resume_chunks::Entity::find()
+        .filter(Expr::cust(format!(
+            "metadata ->> 'user_id' = '{}' AND embedding IS NOT NULL",
+            alice.id
+        )))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let values = stored.embedding.clone().unwrap().to_vec();
+    let old = EmbeddingModel::text_embedding_004();
+    let scope = SearchScope::User(alice.id);
+    let err = search_chunks(
+        db,
+        &SearchQuery::new(Embedding::new(&old, values.clone()).unwrap(), 5, scope),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::ModelMismatch { .. }), "{err}");
+    let gemini = EmbeddingModel::gemini_embedding_001_768();
+    let query = Embedding::new(&gemini, values.clone()).unwrap();
+    for scope in [scope, SearchScope::All] {
+        let hits = search_chunks(db, &SearchQuery::new(query.clone(), 50, scope))
+            .await
+            .unwrap();
+        assert!(hits.is_empty(), "{scope:?}: {hits:?}");
+    }
+    let mut config = mockinterview_db::DbConfig::new(target.database.url());
+    config.embedding_model = old.clone();
+    let old_db = config.connect().await.unwrap();
+    let hits = search_chunks(
+        &old_db,
+        &SearchQuery::new(Embedding::new(&old, values).unwrap(), 5, scope),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hits[0].id, stored.id);
+    assert!(hits.len() == 3, "{hits:?}");
     // The user's next sign-in fills in the profile.
     let signed_in = profiles::upsert_profile(
         db,

@@ -106,6 +106,7 @@ async fn database_schema_flag_and_variable_select_the_schema() {
     assert_eq!(
         in_app,
         [
+            "embedding_models",
             "legacy_ids",
             "resume_chunks",
             "resume_chunks_staged",

@@ -272,7 +272,23 @@ async fn check_version(version: &str) -> (TestDatabase, TestDatabase, Json) {
         assert!(err.contains("--leave-unowned-tables"), "{err}");
         assert_eq!(application_rows(target.conn()).await, 0, "nothing written");
     }
-    let (out, report) = import(&target, &source, &["--leave-unowned-tables"], version);
+    // v1 and v2 databases were made around the app's switch of embedding
+    // model: the import refuses to guess, and takes the operator's word.
+    let mut args = vec!["--leave-unowned-tables"];
+    if matches!(version, "v1" | "v2") {
+        let (out, _) = import(&target, &source, &args, "model");
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out);
+        assert!(err.contains("--embedding-model NAME"), "{err}");
+        assert_eq!(application_rows(target.conn()).await, 0, "nothing written");
+        args.extend([
+            "--embedding-model",
+            "gemini-embedding-001",
+            "--embedding-dimensions",
+            "768",
+        ]);
+    }
+    let (out, report) = import(&target, &source, &args, version);
     let text = text(&out);
     assert!(out.status.success(), "{version}: import failed:\n{text}");
     let report = report.expect("--report writes the JSON report");
@@ -433,6 +449,24 @@ async fn check_version(version: &str) -> (TestDatabase, TestDatabase, Json) {
         .await,
         0,
         "{version}: original values kept"
+    );
+    // Every chunk records its model: v0's is the app's first one.
+    let model = if version == "v0" {
+        r#"{"name": "text-embedding-004", "dimensions": 768}"#
+    } else {
+        r#"{"name": "gemini-embedding-001", "dimensions": 768}"#
+    };
+    assert_eq!(
+        count(
+            conn,
+            &format!(
+                "SELECT count(*) FROM resume_chunks \
+                 WHERE metadata->'embedding_model' IS DISTINCT FROM '{model}'::jsonb"
+            )
+        )
+        .await,
+        0,
+        "{version}: chunks without the stamp {model}"
     );
     let serial = !matches!(version, "v0" | "v1");
     assert_eq!(
@@ -866,7 +900,13 @@ async fn naive_timestamps_are_read_in_the_source_servers_zone(source: &TestDatab
         .await
         .unwrap();
     let target = TestDatabase::new().await;
-    let (out, report) = import(&target, source, &[], "zone");
+    let model = [
+        "--embedding-model",
+        "gemini-embedding-001",
+        "--embedding-dimensions",
+        "768",
+    ];
+    let (out, report) = import(&target, source, &model, "zone");
     assert!(out.status.success(), "{}", text(&out));
     let report = report.unwrap();
     assert_eq!(report["source_timezone"]["zone"], "America/New_York");
@@ -893,7 +933,9 @@ async fn naive_timestamps_are_read_in_the_source_servers_zone(source: &TestDatab
 
     // An explicit zone wins.
     let target = TestDatabase::new().await;
-    let (out, report) = import(&target, source, &["--source-timezone", "UTC"], "zone2");
+    let mut args = vec!["--source-timezone", "UTC"];
+    args.extend(model);
+    let (out, report) = import(&target, source, &args, "zone2");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         report.unwrap()["source_timezone"]["determined_by"],

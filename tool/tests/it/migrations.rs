@@ -33,6 +33,7 @@ async fn up_from_empty_applies_every_migration_in_order() {
     assert_eq!(
         tables(conn).await,
         [
+            "embedding_models",
             "legacy_ids",
             "resume_chunks",
             "resume_chunks_staged",
@@ -60,6 +61,18 @@ async fn down_one_step_at_a_time_removes_exactly_each_migration() {
     let conn = db.conn();
     let empty = schema_dump(db.url());
     Migrator::up(conn, None).await.unwrap();
+
+    // 010 down: embedding_models only.
+    let tables_with_010 = tables(conn).await;
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(applied(conn).await, ALL[..8]);
+    assert_eq!(
+        tables(conn).await,
+        tables_with_010
+            .into_iter()
+            .filter(|t| t != "embedding_models")
+            .collect::<Vec<_>>()
+    );
 
     // 009 down: resume_chunks_staged and its indexes only; a staged chunk
     // is moved into resume_chunks, not lost.
@@ -357,4 +370,11 @@ fn the_documented_migrations_are_the_migrators() {
         })
         .collect();
     assert_eq!(documented, *ALL, "{}", path.display());
+}
+
+/// The library's list (what it checks at connect, `schema::MIGRATIONS`) is
+/// the `Migrator`'s list.
+#[test]
+fn the_librarys_migrations_are_the_migrators() {
+    assert_eq!(mockinterview_db::schema::MIGRATIONS, ALL.as_slice());
 }

@@ -170,8 +170,8 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
     for line in [
         "pgvector 0.",
         &format!("migrations: {} applied, 0 pending, 0 unknown", ALL.len()),
-        "tables: 6/6 as expected",
-        "indexes: 17/17 as expected",
+        "tables: 7/7 as expected",
+        "indexes: 19/19 as expected",
         "triggers: 6/6 as expected",
         "Table sizes:",
         "public.resume_chunks",
@@ -192,7 +192,11 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
         ALL.len()
     );
     let sizes = json["table_sizes"].as_array().unwrap();
-    assert_eq!(sizes.len(), 7, "six tables and seaql_migrations: {sizes:?}");
+    assert_eq!(
+        sizes.len(),
+        8,
+        "seven tables and seaql_migrations: {sizes:?}"
+    );
     assert!(sizes.iter().all(|s| s["bytes"].as_i64().unwrap() > 0));
     let embedding = json["checks"]
         .as_array()
@@ -208,9 +212,9 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
 async fn verify_reports_every_difference_and_fails() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    // m009, m008, m007, m005 and m004 rolled back: their objects are
-    // pending.
-    ok(db.url(), &["down", "-n", "5"]);
+    // m010, m009, m008, m007, m005 and m004 rolled back: their objects
+    // are pending.
+    ok(db.url(), &["down", "-n", "6"]);
     for sql in [
         "DROP INDEX idx_resume_chunks_embedding",
         "DROP INDEX idx_resume_chunks_user_id",
@@ -231,8 +235,10 @@ async fn verify_reports_every_difference_and_fails() {
         "pending: m005_legacy_import",
         "pending: m008_hnsw_ef_construction",
         "pending: m009_staged_chunks",
+        "pending: m010_embedding_models",
         "missing table legacy_ids",
         "missing table resume_chunks_staged",
+        "missing table embedding_models",
         "unknown: m099_from_the_future",
         "missing index idx_resume_chunks_embedding",
         "different index idx_resume_chunks_user_id",
@@ -260,7 +266,7 @@ async fn verify_reports_every_difference_and_fails() {
         .map(|c| format!("{} {} {}", c["status"], c["kind"], c["name"]))
         .collect();
     assert_eq!(
-        problems.len() + 6, // plus five pending and one unknown migration
+        problems.len() + 7, // plus six pending and one unknown migration
         json["problems"].as_u64().unwrap() as usize,
         "{problems:?}"
     );
@@ -471,9 +477,9 @@ async fn a_blocked_migration_gives_up_after_lock_timeout_and_says_what_to_do() {
 async fn lock_timeout_also_applies_to_library_migrations() {
     let db = TestDatabase::new().await;
     let conn = db.conn();
-    // m009, m008 and m007 first (they lock the chunk tables and the HNSW
-    // index only); m005's down is the one blocked.
-    Migrator::down(conn, Some(3)).await.unwrap();
+    // m010, m009, m008 and m007 first (they lock the models table, the
+    // chunk tables and the HNSW index only); m005's down is the one blocked.
+    Migrator::down(conn, Some(4)).await.unwrap();
     let blocker = conn.begin().await.unwrap();
     // The last migration's down alters resumes.
     blocker
@@ -528,12 +534,12 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     )
     .await
     .unwrap();
-    // m005's down (after m009's, m008's and m007's) would forget which
-    // resume is primary.
+    // m005's down (after m010's, m009's, m008's and m007's) would forget
+    // which resume is primary.
     conn.execute_unprepared("UPDATE resumes SET is_primary = true")
         .await
         .unwrap();
-    let err = fails(db.url(), &["down", "-n", "4"]);
+    let err = fails(db.url(), &["down", "-n", "5"]);
     assert!(
         err.contains("1 row(s) of resumes where is_primary"),
         "{err}"
@@ -543,10 +549,10 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
         .unwrap();
     let before = schema_dump(db.url());
 
-    // m009's, m008's, m007's, m005's and m004's downs now destroy nothing;
-    // m003's would drop the chunk. Asked for all six at once, nothing at
-    // all happens.
-    let err = fails(db.url(), &["down", "-n", "6"]);
+    // m010's, m009's, m008's, m007's, m005's and m004's downs now destroy
+    // nothing; m003's would drop the chunk. Asked for all seven at once,
+    // nothing at all happens.
+    let err = fails(db.url(), &["down", "-n", "7"]);
     for part in [
         "refusing to roll back m003_create_vector_store",
         "1 row(s) of resume_chunks",
@@ -560,7 +566,7 @@ async fn rollbacks_that_destroy_data_are_refused_unless_forced() {
     assert_eq!(applied(conn).await, *ALL);
     assert_eq!(schema_dump(db.url()), before);
 
-    ok(db.url(), &["down", "-n", "6", "--force"]);
+    ok(db.url(), &["down", "-n", "7", "--force"]);
     assert_eq!(applied(conn).await, ALL[..2]);
 
     // m002 with a PDF stored.
@@ -637,7 +643,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
     conn.execute_unprepared("INSERT INTO resume_chunks (text) VALUES ('x')")
         .await
         .unwrap();
-    let err = Migrator::down(conn, Some(6)).await.unwrap_err().to_string();
+    let err = Migrator::down(conn, Some(7)).await.unwrap_err().to_string();
     assert!(
         err.contains("refusing to roll back m003_create_vector_store"),
         "{err}"
@@ -646,7 +652,7 @@ async fn the_guard_holds_for_library_calls_and_inside_the_migration() {
 
     // The check inside m003's own down (which also runs when the pre-check
     // is bypassed, as sea-orm's own executor would) refuses as well.
-    Migrator::down(conn, Some(5)).await.unwrap(); // m009, m008, m007, m005, m004: no data at risk
+    Migrator::down(conn, Some(6)).await.unwrap(); // m010, m009, m008, m007, m005, m004: no data at risk
     let txn = conn.begin().await.unwrap();
     let err =
         migration::safety::prepare_down(&SchemaManager::new(&txn), "m003_create_vector_store")

@@ -234,7 +234,11 @@ async fn library_round_trip(conn: &mockinterview_db::Db) {
         let mut v = vec![0.0_f32; 768];
         v[0] = x;
         v[1] = 1.0;
-        Embedding::new(v).unwrap()
+        Embedding::new(
+            &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+            v,
+        )
+        .unwrap()
     };
     let new = [
         NewChunk::new("first", vector(1.0)),

@@ -245,9 +245,9 @@ async fn uuid_strings_in_chunk_metadata_ids_are_stored_in_lower_case() {
     assert!(metadata("firebase").await.contains(&user.to_lowercase()));
 
     // Rows written before the migration are lowercased by its `up`; its
-    // `down` leaves them lowercased (same ids, canonical spelling). (m008
-    // and m009 come after m007: three steps.)
-    Migrator::down(conn, Some(3)).await.unwrap();
+    // `down` leaves them lowercased (same ids, canonical spelling). (m008,
+    // m009 and m010 come after m007: four steps.)
+    Migrator::down(conn, Some(4)).await.unwrap();
     conn.execute_unprepared(&format!(
         "DELETE FROM resume_chunks; INSERT INTO resume_chunks (text, metadata) VALUES {row}"
     ))
@@ -256,6 +256,6 @@ async fn uuid_strings_in_chunk_metadata_ids_are_stored_in_lower_case() {
     assert!(metadata("upper").await.contains(user));
     Migrator::up(conn, None).await.unwrap();
     assert!(metadata("upper").await.contains(&user.to_lowercase()));
-    Migrator::down(conn, Some(3)).await.unwrap();
+    Migrator::down(conn, Some(4)).await.unwrap();
     assert!(metadata("upper").await.contains(&user.to_lowercase()));
 }

@@ -32,7 +32,8 @@ async fn tables_in<C: ConnectionTrait>(db: &C, schema: &str) -> Vec<String> {
     .await
 }
 
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
+    "embedding_models",
     "legacy_ids",
     "resume_chunks",
     "resume_chunks_staged",

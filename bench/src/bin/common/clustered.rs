@@ -30,7 +30,11 @@ pub fn vector(seed: u64) -> Embedding {
     let mut noise = rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
     let v: Vec<f32> = (0..768).map(|_| centre() + 0.6 * noise()).collect();
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    Embedding::new(v.into_iter().map(|x| x / norm).collect()).expect("a unit vector")
+    Embedding::new(
+        &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
+        v.into_iter().map(|x| x / norm).collect(),
+    )
+    .expect("a unit vector")
 }
 
 /// Loads `chunks` chunks, [`PER_RESUME`] per resume of users `<prefix>-<n>`
