@@ -72,6 +72,20 @@ pub enum Error {
         given: crate::EmbeddingModel,
     },
 
+    /// An [`crate::embedder::Embedder`] failed: the provider refused or
+    /// failed the request (after the retries it makes), or answered
+    /// something that is not one embedding per text.
+    #[error("embedding with {model} failed: {reason}")]
+    Embedder {
+        /// The embedder's model.
+        model: String,
+        /// What happened and what to do.
+        reason: String,
+        /// Whether trying again later may succeed (rate limit, server or
+        /// network error) rather than needing a fix (key, request).
+        retryable: bool,
+    },
+
     /// The database lacks migrations this release needs: more than the
     /// newest one is pending (a release also serves a database one
     /// migration behind, for deploys that start the code before

@@ -47,6 +47,7 @@ pub mod chunks;
 pub mod config;
 mod connect;
 mod db;
+pub mod embedder;
 pub mod embedding;
 pub mod error;
 pub mod health;

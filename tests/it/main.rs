@@ -11,6 +11,8 @@ mod config;
 mod entities;
 mod faults;
 mod fixture;
+#[cfg(feature = "gemini")]
+mod gemini;
 mod handles;
 mod hardening;
 mod models;
