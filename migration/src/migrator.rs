@@ -53,11 +53,7 @@ impl MigratorTrait for Migrator {
         C: IntoSchemaManagerConnection<'c>,
     {
         let db = db.into_database_executor();
-        let to_apply = pending_names(&db, steps).await?;
-        if to_apply.iter().any(|m| m == CREATES_PGVECTOR) {
-            pgvector_check::ensure_can_create(&db, expected::PGVECTOR).await?;
-        }
-        foreign_schema::check_pending(&db, &to_apply).await?;
+        check_up(&db, steps).await?;
         let outcome = Unguarded::up(reborrow(&db), steps).await;
         explain(&db, outcome, Direction::Up).await
     }
@@ -101,6 +97,33 @@ impl MigratorTrait for Migrator {
         let outcome = Unguarded::fresh(reborrow(&db)).await;
         explain(&db, outcome, Direction::Unknown).await
     }
+}
+
+impl Migrator {
+    /// The checks `up(steps)` makes before applying anything: pgvector can
+    /// be created if a pending migration creates it, and no pending
+    /// migration meets existing objects of another shape. Writes nothing.
+    /// [`crate::lock::up_locked`] runs them once for every pending
+    /// migration before it applies them one transaction each, so that a
+    /// run that cannot finish does not start.
+    ///
+    /// # Errors
+    /// What `up` would refuse with.
+    pub async fn check_up<'c, C>(db: C, steps: Option<u32>) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        check_up(&db.into_database_executor(), steps).await
+    }
+}
+
+/// [`Migrator::check_up`].
+async fn check_up(db: &DatabaseExecutor<'_>, steps: Option<u32>) -> Result<(), DbErr> {
+    let to_apply = pending_names(db, steps).await?;
+    if to_apply.iter().any(|m| m == CREATES_PGVECTOR) {
+        pgvector_check::ensure_can_create(db, expected::PGVECTOR).await?;
+    }
+    foreign_schema::check_pending(db, &to_apply).await
 }
 
 /// A second, borrowed executor for the same connection or transaction.

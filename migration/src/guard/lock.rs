@@ -23,18 +23,22 @@
 //! session and released (or not) on another, and settings made with `SET`
 //! vanish. A transaction keeps its server connection until it ends, so the
 //! lock, the `search_path` and the `lock_timeout` ([`RunOptions`]) hold for
-//! the whole run, through a pooler as on a direct connection. The price:
-//! a run is all-or-nothing (if migration 3 of 4 fails, 1 and 2 are rolled
-//! back too; the error says so), and the locks the migrations take are held
-//! until the run commits. Migrations that must run outside a transaction
+//! the whole run, through a pooler as on a direct connection. The price of
+//! one transaction: the locks the run's statements take are held until it
+//! commits. Migrations that must run outside a transaction
 //! (`use_transaction() == Some(false)`, e.g. `CREATE INDEX CONCURRENTLY`)
 //! cannot run this way; there are none.
+//!
+//! `up` ([`up_locked`]) is the exception to one transaction per run: it
+//! runs one locked transaction per migration, so that the locks each
+//! migration takes end with it (see [`up_locked`]).
 //!
 //! From application code, use [`up_locked`] at start-up (it first checks,
 //! read-only, whether anything is pending: an application role without DDL
 //! privileges can call it when the schema is current), or [`run_locked`]
-//! around any sequence of migrator calls. The migration binary runs every
-//! command that changes the database through [`run_locked_with`].
+//! around any sequence of migrator calls. The migration binary runs `up`
+//! through [`up_locked_with`] and every other command that changes the
+//! database through [`run_locked_with`].
 //!
 //! Advisory locks are per database: migrators of different databases on
 //! one server do not wait for each other.
@@ -316,12 +320,20 @@ where
 /// migration once. It first checks, in a read-only transaction, whether
 /// anything is pending: when nothing is, it returns without writing or
 /// locking anything (so it also works as an application role without DDL
-/// privileges, or on a standby). Otherwise it runs [`up_in`] under
-/// [`run_locked`], which computes the pending migrations again once the
-/// lock is held.
+/// privileges, or on a standby).
+///
+/// Otherwise it applies the pending migrations **one transaction each**,
+/// every one under the lock ([`run_locked`], which finds what is pending
+/// again once the lock is held): the locks a migration takes end when it
+/// commits, not when the last pending migration does. A migration that
+/// fails is rolled back whole; those before it stay applied, and the error
+/// names them. One that waited longer than `lock_timeout` (behind a long
+/// transaction, or an anti-wraparound vacuum, which is never cancelled) is
+/// tried again after a pause, up to [`safety::lock_retries`] times: being
+/// rolled back whole, it is safe to retry.
 ///
 /// # Errors
-/// As [`run_locked`] and [`up_in`].
+/// As [`run_locked`] and the migration.
 pub async fn up_locked(db: &DatabaseConnection, steps: Option<u32>) -> Result<(), DbErr> {
     up_locked_with(db, &RunOptions::default(), steps).await
 }
@@ -345,45 +357,69 @@ pub async fn up_locked_with(
         tracing::info!("No pending migrations");
         return Ok(());
     }
-    run_locked_with(db, options, async |txn| up_in(txn, steps).await).await
-}
-
-/// `Migrator::up(txn, steps)` inside a locked run's transaction; when it
-/// fails after some migrations had been applied in this transaction, the
-/// error says that they were rolled back with it.
-///
-/// # Errors
-/// The migrator's error.
-pub async fn up_in(txn: &DatabaseTransaction, steps: Option<u32>) -> Result<(), DbErr> {
-    let before = crate::status::recorded(txn).await?;
-    match Migrator::up(txn, steps).await {
-        Ok(()) => Ok(()),
-        Err(err) => {
-            // The failed migration's savepoint is rolled back; what this run
-            // applied before it is still visible in the transaction.
-            let undone: Vec<String> = crate::status::recorded(txn)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|m| !before.contains(m))
-                .collect();
-            Err(with_rollback_note(err, &undone))
+    // Refuse, before applying anything, what would stop the run midway.
+    run_locked_with(db, options, async |txn| {
+        Migrator::check_up(txn, steps).await
+    })
+    .await?;
+    let mut applied: Vec<String> = Vec::new();
+    while steps.is_none_or(|s| applied.len() < s as usize) {
+        let mut attempt = 0;
+        let outcome = loop {
+            let result = run_locked_with(db, options, async |txn| {
+                let pending = Migrator::get_pending_migrations(txn).await?;
+                let Some(next) = pending.first() else {
+                    return Ok(None);
+                };
+                let name = next.name().to_owned();
+                Migrator::up(txn, Some(1)).await?;
+                Ok(Some(name))
+            })
+            .await;
+            match result {
+                Err(err) if safety::is_lock_timeout(&err) && attempt < safety::lock_retries() => {
+                    attempt += 1;
+                    let wait = std::time::Duration::from_millis(500 << Ord::min(attempt - 1, 6));
+                    tracing::warn!(
+                        attempt,
+                        ?wait,
+                        "a migration waited longer than lock_timeout and was rolled back; \
+                         trying again"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other.map_err(|e| with_progress_note(e, &applied, attempt)),
+            }
+        };
+        match outcome? {
+            Some(name) => applied.push(name),
+            None => break,
         }
     }
+    Ok(())
 }
 
-/// Appends to `err` that the migrations `undone` (applied earlier in the
-/// same run) were rolled back too.
-fn with_rollback_note(err: DbErr, undone: &[String]) -> DbErr {
-    if undone.is_empty() {
+/// Appends to `err` which migrations of this run were applied (committed)
+/// before the failure, and how often a lock timeout was retried.
+fn with_progress_note(err: DbErr, applied: &[String], retries: u32) -> DbErr {
+    let mut note = String::new();
+    if retries > 0 {
+        note.push_str(&format!(
+            " (Tried {} times: it was rolled back after each lock timeout.)",
+            retries + 1
+        ));
+    }
+    if !applied.is_empty() {
+        note.push_str(&format!(
+            " (Each migration commits on its own: {} of this run {} applied; the failed one was \
+             rolled back whole. Run `up` again once the cause is fixed.)",
+            applied.join(", "),
+            if applied.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    if note.is_empty() {
         return err;
     }
-    let note = format!(
-        " (The run is one transaction: {} applied before this failure {} rolled back too; the \
-         database is as it was before the run.)",
-        undone.join(", "),
-        if undone.len() == 1 { "was" } else { "were" }
-    );
     match err {
         DbErr::Migration(m) => DbErr::Migration(format!("{m}{note}")),
         other => DbErr::Migration(format!("{other}{note}")),
@@ -430,18 +466,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_rollback_note_names_what_was_undone() {
-        let err = with_rollback_note(
+    fn the_progress_note_names_what_stays_applied_and_the_retries() {
+        let err = with_progress_note(
             DbErr::Migration("m003 failed".into()),
             &["m001_a".into(), "m002_b".into()],
+            2,
         )
         .to_string();
         assert!(err.contains("m003 failed"), "{err}");
+        assert!(err.contains("Tried 3 times"), "{err}");
         assert!(
-            err.contains("m001_a, m002_b applied before this failure were rolled back"),
+            err.contains("m001_a, m002_b of this run are applied"),
             "{err}"
         );
-        let same = with_rollback_note(DbErr::Migration("x".into()), &[]);
+        let same = with_progress_note(DbErr::Migration("x".into()), &[], 0);
         assert_eq!(same.to_string(), DbErr::Migration("x".into()).to_string());
     }
 

@@ -31,6 +31,12 @@ pub const DEFAULT_LOCK_TIMEOUT: &str = "5s";
 /// Environment variable overriding the migrations' `lock_timeout`
 /// (any PostgreSQL duration: `500ms`, `5s`, `1min`; `0` waits forever).
 pub const LOCK_TIMEOUT_ENV: &str = "MIGRATION_LOCK_TIMEOUT";
+/// Environment variable giving how many times `up` retries a migration
+/// that waited longer than `lock_timeout` (default
+/// [`DEFAULT_LOCK_RETRIES`]; `0` never retries).
+pub const LOCK_RETRIES_ENV: &str = "MIGRATION_LOCK_RETRIES";
+/// Retries of a migration rolled back by its `lock_timeout`, by default.
+pub const DEFAULT_LOCK_RETRIES: u32 = 2;
 /// Environment variable that allows rollbacks (and `fresh`) that destroy
 /// stored data: `1`, `true` or `yes`.
 pub const ALLOW_DATA_LOSS_ENV: &str = "MOCKINTERVIEW_ALLOW_DATA_LOSS";
@@ -88,6 +94,15 @@ pub fn data_loss_allowed() -> bool {
                 "1" | "true" | "yes" | "on"
             )
         })
+}
+
+/// How many times `up` retries a migration rolled back by its
+/// `lock_timeout`: [`LOCK_RETRIES_ENV`], else [`DEFAULT_LOCK_RETRIES`].
+pub fn lock_retries() -> u32 {
+    std::env::var(LOCK_RETRIES_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_LOCK_RETRIES)
 }
 
 /// The `lock_timeout` migrations use here: [`SafetyOptions::lock_timeout`],

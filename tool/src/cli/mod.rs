@@ -577,11 +577,21 @@ async fn run_database_command(cli: Cli) -> Result<(), String> {
                 allow_data_loss: force,
                 lock_timeout: Some(cli.lock_timeout.trim().to_owned()),
             };
-            safety::with_options(
-                options,
-                lock::run_locked_with(db, &run, async |txn| execute(txn, command).await),
-            )
-            .await
+            match command {
+                // One locked transaction per migration (lock::up_locked).
+                Command::Up {
+                    num,
+                    dry_run: false,
+                    ..
+                } => safety::with_options(options, lock::up_locked_with(db, &run, num)).await,
+                command => {
+                    safety::with_options(
+                        options,
+                        lock::run_locked_with(db, &run, async |txn| execute(txn, command).await),
+                    )
+                    .await
+                }
+            }
             .map_err(explain)
         }
     }
@@ -818,7 +828,7 @@ async fn execute(txn: &DatabaseTransaction, command: Command) -> Result<(), DbEr
             }
             Ok(())
         }
-        Command::Up { num, .. } => lock::up_in(txn, num).await,
+        Command::Up { .. } => unreachable!("handled before: one transaction per migration"),
         Command::Down { num, .. } => Migrator::down(txn, Some(num)).await,
         Command::Init
         | Command::Generate { .. }

@@ -60,14 +60,8 @@ async fn eight_binaries_through_the_transaction_pooler_migrate_once() {
             "{m} must be applied exactly once:\n{all}"
         );
     }
-    assert_eq!(
-        outputs
-            .iter()
-            .filter(|o| o.contains("No pending migrations"))
-            .count(),
-        PROCESSES - 1,
-        "{all}"
-    );
+    // (One locked transaction per migration: the processes may share the
+    // work, each finding what is pending again under the lock.)
     assert_eq!(applied(db.conn()).await, *ALL);
     let reference = TestDatabase::new().await;
     assert_same_schema(
