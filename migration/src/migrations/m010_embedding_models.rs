@@ -24,7 +24,16 @@
 //! stamps stay in the chunks' metadata, where the previous release ignores
 //! them.
 
+//!
+//! The SQL is in `sql/m010_embedding_models.{up,down}.sql` (linted by
+//! squawk in CI: `scripts/lint-migrations`).
+
 use sea_orm_migration::prelude::*;
+
+/// The `up` statements.
+pub(super) const UP: &str = include_str!("sql/m010_embedding_models.up.sql");
+/// The `down` statements.
+pub(super) const DOWN: &str = include_str!("sql/m010_embedding_models.down.sql");
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -32,35 +41,12 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for sql in [
-            "CREATE TABLE IF NOT EXISTS embedding_models ( \
-               name text NOT NULL CHECK (name ~ '^[A-Za-z0-9._:/@-]{1,200}$'), \
-               dimensions integer NOT NULL CHECK (dimensions BETWEEN 1 AND 16000), \
-               unstamped boolean NOT NULL DEFAULT false, \
-               declared_at timestamptz NOT NULL DEFAULT now(), \
-               PRIMARY KEY (name, dimensions))",
-            "CREATE UNIQUE INDEX IF NOT EXISTS idx_embedding_models_one_unstamped \
-             ON embedding_models (unstamped) WHERE unstamped",
-            "COMMENT ON TABLE embedding_models IS \
-             'Embedding models of the chunks; the row with unstamped is the model of chunks \
-              whose metadata has no embedding_model stamp (migration 010)'",
-            "INSERT INTO embedding_models (name, dimensions, unstamped) \
-             SELECT 'gemini-embedding-001', 768, true \
-             WHERE NOT EXISTS (SELECT 1 FROM legacy_ids) \
-               AND NOT EXISTS (SELECT 1 FROM embedding_models WHERE unstamped) \
-             ON CONFLICT DO NOTHING",
-        ] {
-            db.execute_unprepared(sql).await?;
-        }
+        manager.get_connection().execute_unprepared(UP).await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared("DROP TABLE IF EXISTS embedding_models")
-            .await?;
+        manager.get_connection().execute_unprepared(DOWN).await?;
         Ok(())
     }
 }

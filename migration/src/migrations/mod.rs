@@ -7,6 +7,10 @@
 //! `003_create_vector_store.sql`); migration 004 is this project's first own
 //! migration.
 //!
+//! From m010 on, a migration keeps its SQL in `sql/<name>.up.sql` and
+//! `sql/<name>.down.sql` (listed in [`SQL_SOURCES`]), which CI lints with
+//! squawk (`scripts/lint-migrations`, rules in `.squawk.toml`).
+//!
 //! Rules for the files here (README, "Adding a migration"):
 //! - never import the `entity` crate: an applied migration must not change
 //!   when a model changes later;
@@ -44,6 +48,15 @@ migrations!(
     m010_embedding_models,
 );
 
+/// The SQL files of the migrations (`sql/`), part of their sources.
+const SQL_SOURCES: &[(&str, &str)] = &[
+    ("m010_embedding_models.up.sql", m010_embedding_models::UP),
+    (
+        "m010_embedding_models.down.sql",
+        m010_embedding_models::DOWN,
+    ),
+];
+
 /// A stable 64-bit fingerprint (FNV-1a) of the migration names and sources.
 ///
 /// Changes whenever a migration is added or edited; test fixtures use it to
@@ -57,8 +70,32 @@ pub fn fingerprint() -> u64 {
         .iter()
         .map(String::as_str)
         .chain(SOURCES.iter().copied())
+        .chain(SQL_SOURCES.iter().map(|(_, sql)| *sql))
         .flat_map(|s| s.bytes().chain(std::iter::once(0)))
         .fold(OFFSET, |hash, byte| {
             (hash ^ u64::from(byte)).wrapping_mul(PRIME)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sql_file_is_a_source() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/migrations/sql");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        let mut listed: Vec<String> = SQL_SOURCES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        listed.sort();
+        assert_eq!(
+            files,
+            listed,
+            "list every file of {} in SQL_SOURCES",
+            dir.display()
+        );
+    }
 }
