@@ -230,7 +230,8 @@ pub enum Indexing {
 /// metadata key), naming the resume, the chunk and the key, or a resume
 /// listed twice, before anything is sent (nothing is written);
 /// [`Error::ModelMismatch`] for an embedding of another model than the
-/// handle's (nothing is written);
+/// handle's, [`Error::NotServing`] when the database serves another model
+/// than the handle's (nothing is written);
 /// [`Error::NotFound`] when a resume does not exist or belongs to another
 /// user (nothing is written); [`Error::Config`] inside a transaction;
 /// [`Error::Unavailable`] when the connection fails, also in the middle of
@@ -297,39 +298,10 @@ async fn write_sets<S: Store + ?Sized>(
         .collect();
     let resume_ids: Vec<Uuid> = sets.iter().map(|s| s.resume_id).collect();
 
-    let pool = route.primary_pool().ok_or_else(|| {
-        Error::Config(
-            "replace_chunks loads chunks with binary COPY in a transaction of its own, so it \
-             cannot run inside a caller's transaction: pass the Db"
-                .into(),
-        )
-    })?;
-    let (values, computed) = route.settings().for_op(Op::Transaction);
-    let apply = crate::settings::apply_sql(&values, computed.as_deref());
     route
         .bounded_bulk(async {
-            let mut tx =
-                pool.get_postgres_connection_pool()
-                    .begin()
-                    .await
-                    .map_err(|e| match e {
-                        // As SeaORM classifies a failure to get a connection.
-                        sqlx::Error::PoolTimedOut => {
-                            Error::from(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout))
-                        }
-                        e => {
-                            Error::from(DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
-                        }
-                    })?;
-            if let Some((sql, params)) = &apply {
-                // The library's own statement: `set_config` calls with bound values.
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-                for p in params {
-                    query = query.bind(p);
-                }
-                query.execute(&mut *tx).await.map_err(sqlx_err)?;
-            }
-            copy_sets(&mut tx, sets, &resume_ids, &ids, table).await?;
+            let mut tx = route.begin_sqlx("replace_chunks").await?;
+            copy_sets(&mut tx, route.models(), sets, &resume_ids, &ids, table).await?;
             tx.commit().await.map_err(sqlx_err)?;
             route.after_write().await
         })
@@ -342,6 +314,7 @@ async fn write_sets<S: Store + ?Sized>(
 /// stream.
 async fn copy_sets(
     tx: &mut sqlx::PgConnection,
+    models: &ModelScope,
     sets: &[ResumeChunks<'_>],
     resume_ids: &[Uuid],
     ids: &[Vec<Uuid>],
@@ -387,6 +360,25 @@ async fn copy_sets(
         .execute(&mut *tx)
         .await
         .map_err(sqlx_err)?;
+    // Only the served model's vectors go into its table (a re-embedding
+    // job may have switched it since this handle connected). Checked after
+    // the deletes: they wait for a switch in progress (its lock on the
+    // table), and this statement then sees its outcome.
+    if models.registry {
+        let serving: Option<String> = sqlx::query_scalar(
+            "SELECT (name, dimensions)::text FROM embedding_models WHERE serving",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
+        let serving = serving.as_deref().and_then(crate::schema::parse_row);
+        if serving.as_ref().is_some_and(|s| s != &models.model) {
+            return Err(Error::NotServing {
+                handle: models.model.clone(),
+                serving,
+            });
+        }
+    }
     if sets.iter().all(|s| s.chunks.is_empty()) {
         return Ok(());
     }
@@ -504,7 +496,9 @@ const RANKABLE: &str = "(embedding <#> embedding) NOT IN ('0', '-Infinity', 'NaN
 /// # Errors
 /// [`Error::Validation`] for `k` out of range or a filter breaking the
 /// bounds of [`SearchQuery::metadata_filter`]; [`Error::ModelMismatch`]
-/// for a query embedding of another model than the handle's.
+/// for a query embedding of another model than the handle's;
+/// [`Error::NotServing`] (when nothing matched) if the database serves
+/// another model than the handle's.
 ///
 /// ```no_run
 /// # async fn f(db: &mockinterview_db::Db, user_id: uuid::Uuid, query: Vec<f32>) -> mockinterview_db::Result<()> {
@@ -522,13 +516,26 @@ pub async fn search_chunks<S: Store + ?Sized>(
     query: &SearchQuery,
 ) -> Result<Vec<ChunkMatch>> {
     let route = db.route();
-    let (op, statement) = search_statement(query, route.models(), |k| route.hnsw_search(k))?;
+    let models = route.models();
+    let (op, statement) = search_statement(query, models, |k| route.hnsw_search(k))?;
     route
         .read(op, |c| {
             let statement = statement.clone();
             async move {
+                let rows = c.query_all_raw(statement).await?;
+                // No chunk of the handle's model: maybe the database serves
+                // another one now (a re-embedding job switched it).
+                if rows.is_empty() && models.registry {
+                    let serving = crate::schema::serving_model(&c).await?;
+                    if serving.as_ref() != Some(&models.model) {
+                        return Err(Error::NotServing {
+                            handle: models.model.clone(),
+                            serving,
+                        });
+                    }
+                }
                 let mut out = Vec::new();
-                for r in c.query_all_raw(statement).await? {
+                for r in rows {
                     let id: Uuid = r.try_get("", "id")?;
                     let score: f64 = r.try_get("", "score")?;
                     if score.is_nan() {
@@ -961,7 +968,7 @@ mod tests {
         let query = SearchQuery::new(embedding, 10, SearchScope::All);
         let models = ModelScope {
             model,
-            includes_unstamped: true,
+            registry: false,
         };
         let settings = |statement: Vec<(String, String)>, ef: u32| Settings {
             statement,

@@ -107,11 +107,12 @@ impl DbConfig {
             );
         }
         let models = schema.scope(&self.embedding_model);
-        if !models.includes_unstamped {
-            tracing::info!(
+        if models.registry && schema.serving.as_ref() != Some(&self.embedding_model) {
+            tracing::warn!(
                 model = %self.embedding_model,
-                unstamped = ?schema.unstamped.as_ref().map(ToString::to_string),
-                "chunks without a model stamp are not searched by this handle"
+                serving = ?schema.serving.as_ref().map(ToString::to_string),
+                "the database serves another embedding model than this handle's: its searches \
+                 and uploads fail with Error::NotServing until the model is switched"
             );
         }
 

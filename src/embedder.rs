@@ -77,7 +77,7 @@ pub(crate) fn check_batch(texts: &[String], max: usize) -> Result<()> {
 /// # tokio_test(async {
 /// let embedder = HashingEmbedder::new(EmbeddingModel::new("hashing-demo", 768).unwrap());
 /// let out = embedder
-///     .embed(&["Kubernetes and Rust".into(), "rust, kubernetes".into()], Purpose::Document)
+///     .embed(&["Kubernetes, Rust".into(), "rust kubernetes".into()], Purpose::Document)
 ///     .await
 ///     .unwrap();
 /// assert_eq!(out[0].as_slice(), out[1].as_slice());

@@ -10,10 +10,11 @@
 //! model is refused with [`Error::ModelMismatch`].
 //!
 //! Chunks without a stamp (rows another service, e.g. LangChain JS
-//! `PGVectorStore`, wrote) belong to the model the database declares for
-//! unstamped rows (table `embedding_models`, migration
-//! `m010_embedding_models`): a handle of that model searches them, a handle
-//! of any other model never does.
+//! `PGVectorStore`, wrote) belong to the model the database **serves**
+//! (table `embedding_models`, migration `m010_embedding_models`): the
+//! model of the vectors in `resume_chunks`, which a re-embedding job
+//! ([`crate::reembed`]) switches. Each search resolves it in its own
+//! statement, so a switch is seen at once.
 
 use std::fmt;
 
@@ -157,22 +158,30 @@ impl fmt::Display for EmbeddingModel {
 }
 
 /// Which stored chunks a handle's searches compare: those stamped with its
-/// model, and the unstamped ones when the database declares them to be of
-/// that model.
+/// model, and the unstamped ones when its model is the one the database
+/// serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ModelScope {
     pub model: EmbeddingModel,
-    pub includes_unstamped: bool,
+    /// `embedding_models` exists (m010 applied): the serving model is read
+    /// inside each statement. Without it (the release serves a database one
+    /// migration behind) every unstamped chunk is the handle's model, as
+    /// for the previous release.
+    pub registry: bool,
 }
+
+/// The serving model's stamp, in SQL (NULL when none is declared).
+pub(crate) const SERVING_STAMP_SQL: &str = "(SELECT jsonb_build_object('name', name, \
+     'dimensions', dimensions) FROM embedding_models WHERE serving)";
 
 impl ModelScope {
     /// The SQL condition selecting this scope's rows; `stamp` is the
     /// placeholder bound to [`EmbeddingModel::stamp`] as `jsonb`.
     pub fn condition(&self, stamp: &str) -> String {
-        if self.includes_unstamped {
-            format!("coalesce(metadata->'{MODEL_KEY}', {stamp}::jsonb) = {stamp}::jsonb")
+        if self.registry {
+            format!("coalesce(metadata->'{MODEL_KEY}', {SERVING_STAMP_SQL}) = {stamp}::jsonb")
         } else {
-            format!("metadata->'{MODEL_KEY}' = {stamp}::jsonb")
+            format!("coalesce(metadata->'{MODEL_KEY}', {stamp}::jsonb) = {stamp}::jsonb")
         }
     }
 
@@ -317,7 +326,7 @@ mod tests {
     fn a_query_of_another_model_or_dimension_count_is_refused() {
         let scope = ModelScope {
             model: m(),
-            includes_unstamped: false,
+            registry: true,
         };
         let other = EmbeddingModel::text_embedding_004();
         let err = scope

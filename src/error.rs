@@ -72,6 +72,23 @@ pub enum Error {
         given: crate::EmbeddingModel,
     },
 
+    /// The database serves another embedding model than the handle's (a
+    /// re-embedding job switched it, or the handle is configured with the
+    /// next model too early): the stored vectors are another space.
+    /// Nothing was written.
+    #[error(
+        "this handle's embedding model is {handle}, but the database serves {}: embed with the \
+         served model (connect with DbConfig::embedding_model set to it), or switch the \
+         database (`migration reembed`)",
+        serving.as_ref().map_or_else(|| "no declared model".to_owned(), ToString::to_string)
+    )]
+    NotServing {
+        /// The handle's model.
+        handle: crate::EmbeddingModel,
+        /// The model the database serves, if one is declared.
+        serving: Option<crate::EmbeddingModel>,
+    },
+
     /// An [`crate::embedder::Embedder`] failed: the provider refused or
     /// failed the request (after the retries it makes), or answered
     /// something that is not one embedding per text.

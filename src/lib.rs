@@ -54,6 +54,7 @@ pub mod health;
 pub mod legacy;
 pub mod preferences;
 pub mod profiles;
+pub mod reembed;
 mod replica;
 pub mod resumes;
 pub mod schema;

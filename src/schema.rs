@@ -35,22 +35,22 @@ pub const MIGRATIONS: &[&str] = &[
 const EMBEDDING_MODELS: &str = "m010_embedding_models";
 
 /// The applied migrations (none when `seaql_migrations` does not exist)
-/// and the model declared for unstamped chunks, read in one statement.
+/// and the serving model, read in one statement.
 const STATE_SQL: &str = "\
     SELECT coalesce((SELECT array_agg(version::text) FROM seaql_migrations), '{}') AS applied, \
-           (SELECT (name, dimensions)::text FROM embedding_models WHERE unstamped) AS unstamped";
+           (SELECT (name, dimensions)::text FROM embedding_models WHERE serving) AS serving";
 const NO_MODELS_SQL: &str = "\
     SELECT coalesce((SELECT array_agg(version::text) FROM seaql_migrations), '{}') AS applied, \
-           NULL::text AS unstamped";
+           NULL::text AS serving";
 
 /// What [`crate::DbConfig::connect`] learnt about the schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SchemaState {
     /// The newest migration is pending: the handle runs without it.
     pub one_behind: Option<&'static str>,
-    /// The model of the chunks written without a stamp, as the database
-    /// declares it (`None`: not declared, or `embedding_models` missing).
-    pub unstamped: Option<EmbeddingModel>,
+    /// The model the database serves (`None`: not declared, or
+    /// `embedding_models` missing).
+    pub serving: Option<EmbeddingModel>,
 }
 
 impl SchemaState {
@@ -73,7 +73,7 @@ impl SchemaState {
             .ok_or_else(|| Error::Config("the schema check returned no row".into()))?;
         let migrated: bool = found.try_get("", "migrated")?;
         let models: bool = found.try_get("", "models")?;
-        let (applied, unstamped): (Vec<String>, Option<String>) = if migrated {
+        let (applied, serving): (Vec<String>, Option<String>) = if migrated {
             let row = txn
                 .query_one_raw(Statement::from_string(
                     DbBackend::Postgres,
@@ -81,18 +81,17 @@ impl SchemaState {
                 ))
                 .await?
                 .ok_or_else(|| Error::Config("the schema check returned no row".into()))?;
-            (row.try_get("", "applied")?, row.try_get("", "unstamped")?)
+            (row.try_get("", "applied")?, row.try_get("", "serving")?)
         } else {
             (Vec::new(), None)
         };
         txn.rollback().await?;
-        let state = Self::judge(&applied, unstamped.as_deref())?;
-        Ok(state)
+        Self::judge(&applied, serving.as_deref())
     }
 
     /// The decision, from the applied migrations and the registry's
-    /// `(name,dimensions)` row text for unstamped chunks.
-    fn judge(applied: &[String], unstamped: Option<&str>) -> Result<Self> {
+    /// `(name,dimensions)` row text of the serving model.
+    fn judge(applied: &[String], serving: Option<&str>) -> Result<Self> {
         let pending: Vec<&'static str> = MIGRATIONS
             .iter()
             .copied()
@@ -109,32 +108,40 @@ impl SchemaState {
                 });
             }
         };
-        let unstamped = unstamped.and_then(parse_row);
         Ok(Self {
             one_behind,
-            unstamped,
+            serving: serving.and_then(parse_row),
         })
     }
 
     /// The chunks a handle of `model` searches.
     pub fn scope(&self, model: &EmbeddingModel) -> ModelScope {
-        // Until m010 is applied no chunk has a stamp and the database
-        // declares nothing: the chunks are the handle's model, as for the
-        // previous release.
-        let includes_unstamped = if self.one_behind == Some(EMBEDDING_MODELS) {
-            true
-        } else {
-            self.unstamped.as_ref() == Some(model)
-        };
         ModelScope {
             model: model.clone(),
-            includes_unstamped,
+            registry: self.one_behind != Some(EMBEDDING_MODELS),
         }
     }
 }
 
+/// The model the database serves now (`None` when none is declared).
+///
+/// # Errors
+/// Database failures.
+pub(crate) async fn serving_model<C: ConnectionTrait>(conn: &C) -> Result<Option<EmbeddingModel>> {
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT (name, dimensions)::text AS serving FROM embedding_models WHERE serving",
+        ))
+        .await?;
+    Ok(match row {
+        Some(r) => parse_row(&r.try_get::<String>("", "serving")?),
+        None => None,
+    })
+}
+
 /// Parses a row value `(name,dimensions)` as PostgreSQL prints it.
-fn parse_row(text: &str) -> Option<EmbeddingModel> {
+pub(crate) fn parse_row(text: &str) -> Option<EmbeddingModel> {
     let inner = text.strip_prefix('(')?.strip_suffix(')')?;
     let (name, dimensions) = inner.rsplit_once(',')?;
     let name = name.trim_matches('"');
@@ -174,20 +181,17 @@ mod tests {
     }
 
     #[test]
-    fn unstamped_chunks_belong_to_the_declared_model_only() {
+    fn the_serving_model_is_read_from_the_registry_once_it_exists() {
         let gemini = EmbeddingModel::gemini_embedding_001_768();
-        let old = EmbeddingModel::text_embedding_004();
         let state = SchemaState::judge(
             &applied(MIGRATIONS.len()),
             Some("(gemini-embedding-001,768)"),
         )
         .unwrap();
-        assert!(state.scope(&gemini).includes_unstamped);
-        assert!(!state.scope(&old).includes_unstamped);
-        let undeclared = SchemaState::judge(&applied(MIGRATIONS.len()), None).unwrap();
-        assert!(!undeclared.scope(&gemini).includes_unstamped);
+        assert_eq!(state.serving, Some(gemini.clone()));
+        assert!(state.scope(&gemini).registry);
         let before_m010 = SchemaState::judge(&applied(MIGRATIONS.len() - 1), None).unwrap();
-        assert!(before_m010.scope(&old).includes_unstamped);
+        assert!(!before_m010.scope(&gemini).registry);
         assert_eq!(parse_row("(\"a,b\",768)"), None);
         assert_eq!(
             parse_row("(models/x@1,1536)"),

@@ -263,6 +263,51 @@ impl<'a> Route<'a> {
         }
     }
 
+    /// A sqlx transaction on the primary pool with this store's settings
+    /// applied: for `COPY` and other statements SeaORM cannot send.
+    /// `what` names the caller in the error for a caller's transaction.
+    ///
+    /// # Errors
+    /// [`Error::Config`] inside a caller's transaction (`COPY` needs a
+    /// connection of its own); connection failures.
+    pub(crate) async fn begin_sqlx(
+        &self,
+        what: &str,
+    ) -> Result<sea_orm::sqlx::Transaction<'static, sea_orm::sqlx::Postgres>> {
+        use sea_orm::{RuntimeErr, sqlx};
+        let pool = self.primary_pool().ok_or_else(|| {
+            Error::Config(format!(
+                "{what} uses a transaction of its own on the pool (binary COPY), so it cannot \
+                 run inside a caller's transaction: pass the Db"
+            ))
+        })?;
+        let sqlx_err = |e: sqlx::Error| match e {
+            // As SeaORM classifies a failure to get a connection.
+            sqlx::Error::PoolTimedOut => {
+                Error::from(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout))
+            }
+            e => Error::from(DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e)))),
+        };
+        let mut tx = pool
+            .get_postgres_connection_pool()
+            .begin()
+            .await
+            .map_err(sqlx_err)?;
+        let (values, computed) = self.settings().for_op(Op::Transaction);
+        if let Some((sql, params)) = crate::settings::apply_sql(&values, computed.as_deref()) {
+            // The library's own statement: `set_config` calls with bound values.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in params {
+                query = query.bind(p);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Error::from(DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))))?;
+        }
+        Ok(tx)
+    }
+
     /// Bounds `fut` by the call timeout and gives connection-level failures
     /// this store's target.
     pub(crate) async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {

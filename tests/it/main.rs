@@ -20,6 +20,7 @@ mod pooler;
 mod preferences;
 mod profiles;
 mod properties;
+mod reembed;
 mod replicas;
 mod resumes;
 mod send;

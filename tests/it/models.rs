@@ -150,8 +150,10 @@ async fn searches_compare_only_chunks_of_the_handles_model() {
     assert!(err.to_string().contains("embedding_model"), "{err}");
 }
 
+/// Unstamped chunks are the serving model's; a handle of another model
+/// gets `NotServing` when it finds nothing of its own.
 #[tokio::test]
-async fn unstamped_chunks_follow_the_databases_declaration() {
+async fn unstamped_chunks_are_the_serving_models() {
     let t = TestDb::new().await;
     let (u, r) = ada_with_chunks(t.conn(), 0).await;
     let q = embedding(11);
@@ -163,26 +165,32 @@ async fn unstamped_chunks_follow_the_databases_declaration() {
         async move { config.connect().await.unwrap() }
     };
     let scope = SearchScope::User(u.id);
+    let not_serving = async |db: &mockinterview_db::Db, q: &Embedding| {
+        let err = search_chunks(db, &SearchQuery::new(q.clone(), 5, scope))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotServing { .. }), "{err}");
+    };
     assert_eq!(
         found(&connect(gemini()).await, &q, scope).await,
         ["langchain"]
     );
-    assert!(found(&connect(old()).await, &old_q, scope).await.is_empty());
-    // Undeclared: no handle compares them.
+    not_serving(&connect(old()).await, &old_q).await;
+    // None declared: no handle compares them.
     t.raw()
         .execute_unprepared("DELETE FROM embedding_models")
         .await
         .unwrap();
-    assert!(found(&connect(gemini()).await, &q, scope).await.is_empty());
-    // Declared as the old model: only its handles compare them.
+    not_serving(&connect(gemini()).await, &q).await;
+    // The old model serving: only its handles compare them.
     t.raw()
         .execute_unprepared(
-            "INSERT INTO embedding_models (name, dimensions, unstamped) \
+            "INSERT INTO embedding_models (name, dimensions, serving) \
              VALUES ('text-embedding-004', 768, true)",
         )
         .await
         .unwrap();
-    assert!(found(&connect(gemini()).await, &q, scope).await.is_empty());
+    not_serving(&connect(gemini()).await, &q).await;
     assert_eq!(
         found(&connect(old()).await, &old_q, scope).await,
         ["langchain"]

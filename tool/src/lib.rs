@@ -16,5 +16,6 @@ pub mod cli;
 pub mod doctor;
 pub mod dry_run;
 pub mod import;
+pub mod reembed;
 pub mod roles;
 pub mod verify;

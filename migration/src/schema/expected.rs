@@ -134,8 +134,32 @@ pub const TABLES: &[TableSpec] = &[
         columns: &[
             ("name", "text", NN, None),
             ("dimensions", "integer", NN, None),
-            ("unstamped", "boolean", NN, Some("false")),
+            ("serving", "boolean", NN, Some("false")),
             ("declared_at", TSTZ, NN, Some("now()")),
+        ],
+    },
+    TableSpec {
+        name: "reembed_jobs",
+        columns: &[
+            ("id", "bigint", NN, None),
+            ("from_name", "text", NN, None),
+            ("from_dimensions", "integer", NN, None),
+            ("to_name", "text", NN, None),
+            ("to_dimensions", "integer", NN, None),
+            ("state", "text", NN, None),
+            ("backfilled_at", TSTZ, NULL, None),
+            ("started_at", TSTZ, NN, Some("now()")),
+            ("switched_at", TSTZ, NULL, None),
+            ("ended_at", TSTZ, NULL, None),
+            ("lease_until", TSTZ, NULL, None),
+        ],
+    },
+    TableSpec {
+        name: "reembed_queue",
+        columns: &[
+            ("id", "uuid", NN, None),
+            ("seq", "bigint", NN, None),
+            ("queued_at", TSTZ, NN, Some("now()")),
         ],
     },
 ];
@@ -251,9 +275,26 @@ pub const INDEXES: &[ObjectSpec] = &[
     },
     ObjectSpec {
         table: "embedding_models",
-        name: "idx_embedding_models_one_unstamped",
-        definition: "CREATE UNIQUE INDEX idx_embedding_models_one_unstamped ON embedding_models \
-                     USING btree (unstamped) WHERE unstamped",
+        name: "idx_embedding_models_one_serving",
+        definition: "CREATE UNIQUE INDEX idx_embedding_models_one_serving ON embedding_models \
+                     USING btree (serving) WHERE serving",
+    },
+    ObjectSpec {
+        table: "reembed_jobs",
+        name: "reembed_jobs_pkey",
+        definition: "CREATE UNIQUE INDEX reembed_jobs_pkey ON reembed_jobs USING btree (id)",
+    },
+    ObjectSpec {
+        table: "reembed_jobs",
+        name: "idx_reembed_jobs_one_active",
+        definition: "CREATE UNIQUE INDEX idx_reembed_jobs_one_active ON reembed_jobs \
+                     USING btree ((true)) WHERE (state = ANY (ARRAY['backfill'::text, \
+                     'switched'::text]))",
+    },
+    ObjectSpec {
+        table: "reembed_queue",
+        name: "reembed_queue_pkey",
+        definition: "CREATE UNIQUE INDEX reembed_queue_pkey ON reembed_queue USING btree (id)",
     },
 ];
 
@@ -377,6 +418,22 @@ pub const CONSTRAINTS: &[ObjectSpec] = &[
         name: "embedding_models_dimensions_check",
         definition: "CHECK (((dimensions >= 1) AND (dimensions <= 16000)))",
     },
+    ObjectSpec {
+        table: "reembed_jobs",
+        name: "reembed_jobs_pkey",
+        definition: "PRIMARY KEY (id)",
+    },
+    ObjectSpec {
+        table: "reembed_jobs",
+        name: "reembed_jobs_state_check",
+        definition: "CHECK ((state = ANY (ARRAY['backfill'::text, 'switched'::text, \
+                     'finished'::text, 'cancelled'::text])))",
+    },
+    ObjectSpec {
+        table: "reembed_queue",
+        name: "reembed_queue_pkey",
+        definition: "PRIMARY KEY (id)",
+    },
 ];
 
 /// Every trigger: `updated_at` on the three m001 tables, m004's chunk
@@ -433,6 +490,7 @@ pub const FUNCTIONS: &[&str] = &[
     "delete_chunks_of_deleted_resumes()",
     "delete_chunks_of_deleted_users()",
     "lowercase_chunk_metadata_ids()",
+    "reembed_enqueue()",
 ];
 
 /// The schema the migrations produce, as a [`Catalog`] (no schema name, no

@@ -241,6 +241,18 @@ enum Command {
         apply: bool,
     },
     #[command(
+        about = "Move the corpus to a new embedding model while the application serves",
+        long_about = "Re-embed every chunk with a new model beside the serving one (start, run), \
+                      then switch atomically, undo until finish, or cancel; status reports \
+                      progress per model. Resumable at any point (kill -9 included). Runs as the \
+                      schema owner. See docs/operations.md, \"Changing the embedding model\".",
+        display_order = 87
+    )]
+    Reembed {
+        #[command(subcommand)]
+        action: crate::reembed::Action,
+    },
+    #[command(
         about = "Copy a database of the TypeScript app into this one, accounting for every row",
         long_about = "Copy a database of the TypeScript app (schema versions v0 to v5) into the \
                       database of the URL (-u, MIGRATION_DATABASE_URL or DATABASE_URL), which \
@@ -414,6 +426,9 @@ async fn run_database_command(cli: Cli) -> Result<(), String> {
         .or(url_schema);
     let run = RunOptions { schema, settings };
 
+    if let Some(Command::Reembed { action }) = &cli.command {
+        return crate::reembed::run(url.as_str(), run.schema.as_deref(), action.clone()).await;
+    }
     let command = cli.command.unwrap_or(Command::Up {
         num: None,
         dry_run: false,
@@ -837,6 +852,7 @@ async fn execute(txn: &DatabaseTransaction, command: Command) -> Result<(), DbEr
         | Command::Verify { .. }
         | Command::Status
         | Command::Roles { .. }
+        | Command::Reembed { .. }
         | Command::Import { .. } => {
             unreachable!("handled before")
         }

@@ -456,6 +456,7 @@ async fn run(
         resumes,
         legacy_ids,
         import_time,
+        embedding_model: embedding_model.clone(),
     };
     if options.dry_run {
         report.migrations_applied = pending
@@ -536,6 +537,9 @@ struct Load {
     resumes: Vec<ResumeRow>,
     legacy_ids: Vec<(&'static str, i64, Uuid)>,
     import_time: DateTime<Utc>,
+    /// The model the chunks are stamped with, which resume_chunks serves
+    /// after the import.
+    embedding_model: EmbeddingModel,
 }
 
 /// What the streams found.
@@ -1051,6 +1055,20 @@ async fn write_in(
     };
     stream_chunks(source, load, Some(&mut *tx), &mut state).await?;
     timer.lap("chunks");
+    // The chunks' model is the one resume_chunks now serves.
+    let model = &load.embedding_model;
+    target::exec(
+        tx,
+        &format!(
+            "UPDATE embedding_models SET serving = false WHERE serving; \
+             INSERT INTO embedding_models (name, dimensions, serving) VALUES ('{}', {}, true) \
+             ON CONFLICT (name, dimensions) DO UPDATE SET serving = true",
+            model.name(),
+            model.dimensions()
+        ),
+        "recording the serving embedding model",
+    )
+    .await?;
     if !dropped.is_empty() {
         let mem = options.maintenance_work_mem.clone().unwrap_or_else(|| {
             let kb = (state.chunks_imported * 5).clamp(1 << 20, 8 << 20);

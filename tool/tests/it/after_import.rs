@@ -289,9 +289,10 @@ async fn v0_chunks_belong_to_profiles_created_for_their_uids() {
     )
     .await;
     assert_eq!(chunks.len(), 3);
-    // v0 chunks are text-embedding-004's: the default handle (the app's
-    // later model) never compares them, and refuses that model's queries;
-    // a handle of that model finds them.
+    // v0 chunks are text-embedding-004's, which the imported database now
+    // serves: the default handle (the app's later model) refuses that
+    // model's queries and is told the database serves another model; a
+    // handle of that model finds them (until `migration reembed`).
     let stored = resume_chunks::Entity::find()
         .filter(Expr::cust(format!(
             "metadata ->> 'user_id' = '{}' AND embedding IS NOT NULL",
@@ -314,10 +315,10 @@ async fn v0_chunks_belong_to_profiles_created_for_their_uids() {
     let gemini = EmbeddingModel::gemini_embedding_001_768();
     let query = Embedding::new(&gemini, values.clone()).unwrap();
     for scope in [scope, SearchScope::All] {
-        let hits = search_chunks(db, &SearchQuery::new(query.clone(), 50, scope))
+        let err = search_chunks(db, &SearchQuery::new(query.clone(), 50, scope))
             .await
-            .unwrap();
-        assert!(hits.is_empty(), "{scope:?}: {hits:?}");
+            .unwrap_err();
+        assert!(matches!(err, Error::NotServing { .. }), "{scope:?}: {err}");
     }
     let mut config = mockinterview_db::DbConfig::new(target.database.url());
     config.embedding_model = old.clone();

@@ -108,6 +108,8 @@ async fn database_schema_flag_and_variable_select_the_schema() {
         [
             "embedding_models",
             "legacy_ids",
+            "reembed_jobs",
+            "reembed_queue",
             "resume_chunks",
             "resume_chunks_staged",
             "resumes",

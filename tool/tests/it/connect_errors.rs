@@ -215,8 +215,11 @@ async fn writes_on_the_hot_standby_are_explained_and_reads_work() {
     migration::lock::up_locked(&conn, None).await.unwrap();
     migration::ensure_schema_current(&conn).await.unwrap();
 
-    // Writes say "standby", not just "read-only transaction".
-    let err = fails(standby.as_str(), &["up"]);
+    // `up` with nothing pending writes nothing (it checks read-only first),
+    // as the library's start-up call; writes say "standby", not just
+    // "read-only transaction".
+    assert!(ok(standby.as_str(), &["up"]).contains("No pending migrations"));
+    let err = fails(standby.as_str(), &["down"]);
     for part in ["read-only hot standby", "need the primary", "5433"] {
         assert!(err.contains(part), "{part:?} missing from:\n{err}");
     }

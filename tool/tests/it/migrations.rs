@@ -35,6 +35,8 @@ async fn up_from_empty_applies_every_migration_in_order() {
         [
             "embedding_models",
             "legacy_ids",
+            "reembed_jobs",
+            "reembed_queue",
             "resume_chunks",
             "resume_chunks_staged",
             "resumes",
@@ -62,7 +64,7 @@ async fn down_one_step_at_a_time_removes_exactly_each_migration() {
     let empty = schema_dump(db.url());
     Migrator::up(conn, None).await.unwrap();
 
-    // 010 down: embedding_models only.
+    // 010 down: its three tables only.
     let tables_with_010 = tables(conn).await;
     Migrator::down(conn, Some(1)).await.unwrap();
     assert_eq!(applied(conn).await, ALL[..8]);
@@ -70,7 +72,7 @@ async fn down_one_step_at_a_time_removes_exactly_each_migration() {
         tables(conn).await,
         tables_with_010
             .into_iter()
-            .filter(|t| t != "embedding_models")
+            .filter(|t| !["embedding_models", "reembed_jobs", "reembed_queue"].contains(&t.as_str()))
             .collect::<Vec<_>>()
     );
 

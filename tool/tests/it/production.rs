@@ -164,8 +164,8 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
     for line in [
         "pgvector 0.",
         &format!("migrations: {} applied, 0 pending, 0 unknown", ALL.len()),
-        "tables: 7/7 as expected",
-        "indexes: 19/19 as expected",
+        "tables: 9/9 as expected",
+        "indexes: 22/22 as expected",
         "triggers: 6/6 as expected",
         "Table sizes:",
         "public.resume_chunks",
@@ -188,8 +188,8 @@ async fn verify_passes_on_a_migrated_database_and_prints_sizes() {
     let sizes = json["table_sizes"].as_array().unwrap();
     assert_eq!(
         sizes.len(),
-        8,
-        "seven tables and seaql_migrations: {sizes:?}"
+        10,
+        "nine tables and seaql_migrations: {sizes:?}"
     );
     assert!(sizes.iter().all(|s| s["bytes"].as_i64().unwrap() > 0));
     let embedding = json["checks"]

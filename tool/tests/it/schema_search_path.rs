@@ -32,9 +32,11 @@ async fn tables_in<C: ConnectionTrait>(db: &C, schema: &str) -> Vec<String> {
     .await
 }
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 9] = [
     "embedding_models",
     "legacy_ids",
+    "reembed_jobs",
+    "reembed_queue",
     "resume_chunks",
     "resume_chunks_staged",
     "resumes",
