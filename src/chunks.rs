@@ -608,7 +608,17 @@ fn search_statement(
     }
     // Only chunks of the query's model (crate::embedding).
     let stamp = bind(models.model.stamp().into(), &mut values);
-    conditions.push(models.condition(&stamp));
+    let row_model = models.row_condition(&stamp);
+    // Only the serving model is searched: a one-time check (no row
+    // referenced) gates the scans. Scoped searches also check each row;
+    // whole-table ones check the rows found afterwards (below), not inside
+    // the index scans, where the planner would estimate the condition as
+    // selective and could trade the HNSW index for an exact scan (see
+    // RANKABLE).
+    conditions.extend(models.gate(&stamp));
+    if !matches!(query.scope, SearchScope::All) {
+        conditions.push(row_model.clone());
+    }
     // Containment prefilters the GIN index on `metadata` can answer, for
     // the exact branch of a filtered whole-table search (below).
     let mut prefilters: Vec<String> = Vec::new();
@@ -737,6 +747,14 @@ fn search_statement(
                 max = EXACT_FILTERED_ROWS,
             )
         }
+    };
+    let sql = match query.scope {
+        SearchScope::All => format!(
+            "SELECT id, text, metadata, score FROM ({sql}) found \
+             WHERE {}",
+            row_model.replace("metadata->", "metadata::jsonb->")
+        ),
+        _ => sql,
     };
     Ok((
         op,

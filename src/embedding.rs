@@ -175,14 +175,24 @@ pub(crate) const SERVING_STAMP_SQL: &str = "(SELECT jsonb_build_object('name', n
      'dimensions', dimensions) FROM embedding_models WHERE serving)";
 
 impl ModelScope {
-    /// The SQL condition selecting this scope's rows; `stamp` is the
-    /// placeholder bound to [`EmbeddingModel::stamp`] as `jsonb`.
-    pub fn condition(&self, stamp: &str) -> String {
+    /// The SQL condition selecting this scope's rows (those stamped with
+    /// the handle's model, and unstamped ones when it is the serving
+    /// model); `stamp` is the placeholder bound to
+    /// [`EmbeddingModel::stamp`].
+    pub fn row_condition(&self, stamp: &str) -> String {
         if self.registry {
             format!("coalesce(metadata->'{MODEL_KEY}', {SERVING_STAMP_SQL}) = {stamp}::jsonb")
         } else {
             format!("coalesce(metadata->'{MODEL_KEY}', {stamp}::jsonb) = {stamp}::jsonb")
         }
+    }
+
+    /// A condition that references no row: the handle's model is the one
+    /// the database serves (a one-time filter for the planner). `None`
+    /// without the registry.
+    pub fn gate(&self, stamp: &str) -> Option<String> {
+        self.registry
+            .then(|| format!("{stamp}::jsonb = {SERVING_STAMP_SQL}"))
     }
 
     /// Refuses an embedding of another model.

@@ -61,6 +61,10 @@ const LEASE: &str = "30 seconds";
 /// `lock_timeout` of the job's DDL and of the switch: bounds how long
 /// searches (queued behind the rename's lock) can wait.
 const LOCK_TIMEOUT: &str = "500ms";
+/// `lock_timeout` while taking the lock that stops writers (readers go
+/// on): longer than `deadlock_timeout` (1 s by default), after which an
+/// autovacuum of the table in the way is cancelled for the waiter.
+const WRITERS_LOCK_TIMEOUT: &str = "3s";
 /// Attempts of a statement that hit [`LOCK_TIMEOUT`].
 const LOCK_ATTEMPTS: u32 = 8;
 
@@ -208,6 +212,8 @@ pub struct RunSummary {
     pub embedding: Duration,
     /// Time spent writing (COPY, commits).
     pub writing: Duration,
+    /// Time spent building the new model's HNSW index.
+    pub indexing: Duration,
 }
 
 fn sqlx_err(e: sqlx::Error) -> Error {
@@ -279,6 +285,22 @@ async fn serving(tx: &mut Tx) -> Result<Option<EmbeddingModel>> {
             .await
             .map_err(sqlx_err)?;
     Ok(s.as_deref().and_then(parse_row))
+}
+
+/// Stops writers to `tables` (readers go on) for the rest of the
+/// transaction: waits up to [`WRITERS_LOCK_TIMEOUT`] (so that an autovacuum
+/// in the way is cancelled), then sets the short [`LOCK_TIMEOUT`] again for
+/// what follows (a rename, which readers wait for).
+async fn lock_writers(tx: &mut Tx, tables: &str) -> Result<()> {
+    exec(
+        tx,
+        &format!(
+            "SET LOCAL lock_timeout = '{WRITERS_LOCK_TIMEOUT}'; \
+             LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE; \
+             SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+        ),
+    )
+    .await
 }
 
 /// Runs `f` in a transaction with the job's `lock_timeout`, again after a
@@ -369,6 +391,7 @@ pub async fn start(db: &Db, to: &EmbeddingModel) -> Result<Job> {
         // Indexes (the primary key's too), triggers and grants, as
         // resume_chunks has them, read from the catalog.
         exec(tx, COPY_OBJECTS_SQL).await?;
+        lock_writers(tx, "resume_chunks").await?;
         exec(
             tx,
             &format!(
@@ -404,7 +427,9 @@ pub async fn start(db: &Db, to: &EmbeddingModel) -> Result<Job> {
 }
 
 /// Creates on the shadow table the indexes (named `<name>_shadow`; the
-/// primary key through its index), the triggers and the grants of
+/// primary key through its index) but the HNSW ones ([`HNSW_SQL`] builds
+/// those once the backfill is done: a bulk build costs a fraction of
+/// inserting every chunk into the graph), the triggers and the grants of
 /// `resume_chunks`. Names are the migrations' own (no quoting needed).
 const COPY_OBJECTS_SQL: &str = r"
 DO $$
@@ -418,6 +443,7 @@ BEGIN
     JOIN pg_class i ON i.oid = x.indexrelid
     LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.contype = 'p'
     WHERE x.indrelid = 'resume_chunks'::regclass
+      AND pg_get_indexdef(x.indexrelid) NOT LIKE '% USING hnsw %'
   LOOP
     EXECUTE regexp_replace(r.def, '^(CREATE (UNIQUE )?INDEX )(\S+) ON (\S+\.)?resume_chunks ',
                            '\1\3_shadow ON \4resume_chunks_shadow ');
@@ -444,6 +470,40 @@ BEGIN
 END
 $$";
 
+/// Builds on the shadow table the HNSW indexes of `resume_chunks` that it
+/// lacks (after the backfill; idempotent, so a killed build is redone).
+const HNSW_SQL: &str = r"
+DO $$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN
+    SELECT i.relname AS name, pg_get_indexdef(x.indexrelid) AS def
+    FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+    WHERE x.indrelid = 'resume_chunks'::regclass
+      AND pg_get_indexdef(x.indexrelid) LIKE '% USING hnsw %'
+      AND to_regclass(quote_ident(i.relname || '_shadow')) IS NULL
+  LOOP
+    EXECUTE regexp_replace(r.def, '^(CREATE INDEX )(\S+) ON (\S+\.)?resume_chunks ',
+                           '\1\2_shadow ON \3resume_chunks_shadow ');
+  END LOOP;
+END
+$$";
+
+/// Builds the shadow table's HNSW indexes if missing ([`HNSW_SQL`]), with
+/// the recommended build settings.
+async fn build_indexes(route: &Route<'_>) -> Result<()> {
+    let mut tx = begin(route).await?;
+    exec(
+        &mut tx,
+        "SET LOCAL maintenance_work_mem = '1GB'; SET LOCAL max_parallel_maintenance_workers = 1",
+    )
+    .await?;
+    exec(&mut tx, HNSW_SQL).await?;
+    tx.commit().await.map_err(sqlx_err)?;
+    Ok(())
+}
+
 /// A chunk read for embedding.
 struct Pending {
     id: Uuid,
@@ -454,7 +514,8 @@ struct Pending {
 }
 
 /// Embeds every chunk of the serving table that the shadow table lacks,
-/// then the queued writes, with `embedder` (whose model must be the
+/// then the queued writes until less than one batch is left (uploads keep
+/// coming; [`switch`] embeds the rest), with `embedder` (whose model must be the
 /// shadow table's: [`Job::shadow_model`]). Calls `progress` after every
 /// committed batch. Holds the job's lease (renewed with every batch; it
 /// lapses 30 s after a crash) so that two runners never share a job.
@@ -608,38 +669,54 @@ async fn run_leased<E: Embedder>(
             .map_err(sqlx_err)?;
         tx.commit().await.map_err(sqlx_err)?;
     }
-    // The writes queued meanwhile.
-    catch_up(route, job, embedder, batch, 0, &mut summary, progress).await?;
+    // The new model's HNSW index, built once over the whole table.
+    let started = std::time::Instant::now();
+    build_indexes(route).await?;
+    summary.indexing += started.elapsed();
+    // The writes queued meanwhile, until less than a batch is left (uploads
+    // keep coming; `switch` embeds the rest under its lock).
+    catch_up(route, job, embedder, batch, in_flight, batch - 1, &mut summary, progress).await?;
     Ok(summary)
 }
 
-/// Embeds the queued writes, batch by batch, until at most `leave` are
-/// left.
+/// Embeds the queued writes, `in_flight` batches at a time, until fewer
+/// than `leave + 1` are left.
+#[allow(clippy::too_many_arguments)]
 async fn catch_up<E: Embedder>(
     route: &Route<'_>,
     job: &Job,
     embedder: &E,
     batch: usize,
+    in_flight: usize,
     leave: usize,
     summary: &mut RunSummary,
     progress: &mut impl FnMut(Progress),
 ) -> Result<()> {
     loop {
         let mut tx = begin(route).await?;
-        let pending = read_queue(&mut tx, batch.max(leave + 1)).await?;
+        let mut pending = read_queue(&mut tx, (batch * in_flight).max(leave + 1)).await?;
         tx.commit().await.map_err(sqlx_err)?;
         if pending.len() <= leave {
             return Ok(());
         }
-        let (pending, vectors, took) = embed_batch(embedder, pending).await?;
-        summary.embedding += took;
-        let started = std::time::Instant::now();
-        let mut tx = begin(route).await?;
-        write_batch(&mut tx, job, &pending, &vectors).await?;
-        tx.commit().await.map_err(sqlx_err)?;
-        summary.writing += started.elapsed();
-        summary.caught_up += pending.len() as u64;
-        summary.embedded += vectors.iter().filter(|v| v.is_some()).count() as u64;
+        let mut batches = Vec::new();
+        while !pending.is_empty() {
+            let rest = pending.split_off(pending.len().min(batch));
+            batches.push(std::mem::replace(&mut pending, rest));
+        }
+        let embedded =
+            futures_util::future::try_join_all(batches.into_iter().map(|b| embed_batch(embedder, b)))
+                .await?;
+        for (pending, vectors, took) in embedded {
+            summary.embedding += took;
+            let started = std::time::Instant::now();
+            let mut tx = begin(route).await?;
+            write_batch(&mut tx, job, &pending, &vectors).await?;
+            tx.commit().await.map_err(sqlx_err)?;
+            summary.writing += started.elapsed();
+            summary.caught_up += pending.len() as u64;
+            summary.embedded += vectors.iter().filter(|v| v.is_some()).count() as u64;
+        }
         progress(Progress {
             done: count(route, &format!("SELECT count(*) FROM {SHADOW_TABLE}")).await?,
             total: count(route, "SELECT count(*) FROM resume_chunks").await?,
@@ -812,6 +889,10 @@ async fn swap<E: Embedder>(db: &Db, embedder: &E, from: JobState, to: JobState) 
     }
     let batch = embedder.max_batch().min(100);
     let job = lease(&route, embedder).await?;
+    if let Err(e) = build_indexes(&route).await {
+        release(&route, &job).await;
+        return Err(e);
+    }
     let mut result = Err(Error::Conflict {
         message: "writes kept arriving faster than the switch could catch up".into(),
     });
@@ -823,6 +904,7 @@ async fn swap<E: Embedder>(db: &Db, embedder: &E, from: JobState, to: JobState) 
             &job,
             embedder,
             batch,
+            RunOptions::default().in_flight,
             batch / 2,
             &mut summary,
             &mut |_| {},
@@ -874,11 +956,7 @@ async fn locked_swap<E: Embedder>(
             });
         }
         // Writers wait from here; readers go on.
-        exec(
-            tx,
-            "LOCK TABLE resume_chunks, resume_chunks_staged IN SHARE ROW EXCLUSIVE MODE",
-        )
-        .await?;
+        lock_writers(tx, "resume_chunks, resume_chunks_staged").await?;
         let staged: i64 = sqlx::query_scalar("SELECT count(*) FROM resume_chunks_staged")
             .fetch_one(&mut **tx)
             .await
@@ -890,16 +968,28 @@ async fn locked_swap<E: Embedder>(
                 ),
             });
         }
-        let pending = read_queue(tx, batch + 1).await?;
-        if pending.len() > batch {
+        // Writers are stopped: the queue cannot grow. At most one round of
+        // calls in flight is embedded here, the rest is refused (retried
+        // after another catch-up outside the lock).
+        let most = batch * RunOptions::default().in_flight;
+        let mut pending = read_queue(tx, most + 1).await?;
+        if pending.len() > most {
             return Err(Error::Conflict {
-                message: "more writes are queued than one batch: run `migration reembed run`, \
-                          then switch"
+                message: "more writes are queued than one round of embedder calls: run \
+                          `migration reembed run`, then switch"
                     .into(),
             });
         }
-        if !pending.is_empty() {
-            let (pending, vectors, _) = embed_batch(embedder, pending).await?;
+        let mut batches = Vec::new();
+        while !pending.is_empty() {
+            let rest = pending.split_off(pending.len().min(batch));
+            batches.push(std::mem::replace(&mut pending, rest));
+        }
+        for (pending, vectors, _) in futures_util::future::try_join_all(
+            batches.into_iter().map(|b| embed_batch(embedder, b)),
+        )
+        .await?
+        {
             write_batch(tx, &job, &pending, &vectors).await?;
         }
         let left: i64 = sqlx::query_scalar("SELECT count(*) FROM reembed_queue")
@@ -1004,6 +1094,7 @@ async fn end(db: &Db, from: JobState, to: JobState) -> Result<Job> {
                 ),
             });
         }
+        lock_writers(tx, "resume_chunks").await?;
         exec(
             tx,
             &format!(

@@ -69,6 +69,9 @@ struct Args {
     /// Database of the worker.
     #[arg(long)]
     url: Option<String>,
+    /// Worker: file to write the embedded texts to, one per line.
+    #[arg(long)]
+    log: Option<std::path::PathBuf>,
 }
 
 fn new_model() -> EmbeddingModel {
@@ -79,6 +82,8 @@ fn new_model() -> EmbeddingModel {
 struct Delayed {
     inner: HashingEmbedder,
     per_batch: Duration,
+    /// Every text embedded, in order.
+    texts: std::sync::Mutex<Vec<String>>,
 }
 
 impl Embedder for Delayed {
@@ -94,6 +99,10 @@ impl Embedder for Delayed {
         purpose: Purpose,
     ) -> mockinterview_db::Result<Vec<Embedding>> {
         tokio::time::sleep(self.per_batch).await;
+        self.texts
+            .lock()
+            .expect("not poisoned")
+            .extend(texts.iter().cloned());
         self.inner.embed(texts, purpose).await
     }
 }
@@ -119,6 +128,7 @@ async fn worker(args: &Args) -> Result<(), BoxError> {
     let embedder = Delayed {
         inner: HashingEmbedder::new(new_model()),
         per_batch,
+        texts: std::sync::Mutex::new(Vec::new()),
     };
     let started = Instant::now();
     let summary = loop {
@@ -139,14 +149,18 @@ async fn worker(args: &Args) -> Result<(), BoxError> {
             other => break other?,
         }
     };
+    if let Some(path) = &args.log {
+        std::fs::write(path, embedder.texts.lock().expect("not poisoned").join("\n"))?;
+    }
     println!(
         "{{\"embedded\": {}, \"backfilled\": {}, \"caught_up\": {}, \"embedding_s\": {:.2}, \
-         \"writing_s\": {:.2}, \"wall_s\": {:.2}}}",
+         \"writing_s\": {:.2}, \"indexing_s\": {:.2}, \"wall_s\": {:.2}}}",
         summary.embedded,
         summary.backfilled,
         summary.caught_up,
         summary.embedding.as_secs_f64(),
         summary.writing.as_secs_f64(),
+        summary.indexing.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -246,7 +260,7 @@ impl App {
     async fn upload_loop(self: Arc<Self>) {
         let mut n = 0_usize;
         while !self.stop.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(1000)).await;
             n += 1;
             let (i, db) = self.current();
             let (user_id, resume_id) = self.owners[(n * 104_729) % self.owners.len()];
@@ -292,6 +306,17 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+async fn shadow_texts(url: &str) -> Result<std::collections::HashSet<String>, BoxError> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client
+        .query("SELECT text FROM resume_chunks_shadow", &[])
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 async fn shadow_count(url: &str) -> Result<i64, BoxError> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
@@ -306,9 +331,11 @@ async fn shadow_count(url: &str) -> Result<i64, BoxError> {
     Ok(n)
 }
 
-fn spawn_worker(args: &Args, url: &str) -> Result<tokio::process::Child, BoxError> {
+fn spawn_worker(args: &Args, url: &str, log: &str) -> Result<tokio::process::Child, BoxError> {
     Ok(tokio::process::Command::new(std::env::current_exe()?)
         .args([
+            "--log",
+            log,
             "--worker",
             "--url",
             url,
@@ -359,21 +386,30 @@ async fn main() -> Result<(), BoxError> {
     *app.phase.lock().await = "during the job".into();
     let job_started = Instant::now();
     reembed::start(&app.handles[0], &new_model()).await?;
-    let mut child = spawn_worker(&args, &url)?;
+    let log = std::env::temp_dir().join(format!("reembed-{}.log", std::process::id()));
+    let log = log.to_str().ok_or("temp path")?.to_owned();
+    let mut child = spawn_worker(&args, &url, &log)?;
     let half = (args.chunks / 2) as i64;
     let stored_at_kill = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if shadow_count(&url).await? >= half {
             child.start_kill()?; // SIGKILL
             child.wait().await?;
-            break shadow_count(&url).await?;
+            break shadow_texts(&url).await?;
         }
     };
     let killed_at = job_started.elapsed();
-    eprintln!("killed the worker at {stored_at_kill} stored chunks; resuming");
-    let resumed = spawn_worker(&args, &url)?;
+    eprintln!("killed the worker at {} stored chunks; resuming", stored_at_kill.len());
+    let resumed = spawn_worker(&args, &url, &log)?;
     let out = resumed.wait_with_output().await?;
     let summary = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let again: Vec<String> = std::fs::read_to_string(&log)?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let _ = std::fs::remove_file(&log);
+    let embedded_twice = again.iter().filter(|t| stored_at_kill.contains(*t)).count();
+    let stored_at_kill = stored_at_kill.len();
     let job_wall = job_started.elapsed();
 
     *app.phase.lock().await = "switch".into();
@@ -397,7 +433,8 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "Offline embedder: {} chunks/s ({} per batch, {} in flight, {:.2} s per batch). Worker \
          killed (SIGKILL) at {:.1} s with {stored_at_kill} chunks stored; the resumed worker \
-         reported {summary}. Job wall time (start to the end of the resumed run, the lease's \
+         reported {summary}, and embedded {embedded_twice} of the chunks stored before the kill \
+         again. Job wall time (start to the end of the resumed run, the lease's \
          lapse included): {:.1} s. Switch: {:.3} s.\n",
         args.rate,
         args.batch,
