@@ -675,7 +675,17 @@ async fn run_leased<E: Embedder>(
     summary.indexing += started.elapsed();
     // The writes queued meanwhile, until less than a batch is left (uploads
     // keep coming; `switch` embeds the rest under its lock).
-    catch_up(route, job, embedder, batch, in_flight, batch - 1, &mut summary, progress).await?;
+    catch_up(
+        route,
+        job,
+        embedder,
+        batch,
+        in_flight,
+        batch - 1,
+        &mut summary,
+        progress,
+    )
+    .await?;
     Ok(summary)
 }
 
@@ -704,9 +714,10 @@ async fn catch_up<E: Embedder>(
             let rest = pending.split_off(pending.len().min(batch));
             batches.push(std::mem::replace(&mut pending, rest));
         }
-        let embedded =
-            futures_util::future::try_join_all(batches.into_iter().map(|b| embed_batch(embedder, b)))
-                .await?;
+        let embedded = futures_util::future::try_join_all(
+            batches.into_iter().map(|b| embed_batch(embedder, b)),
+        )
+        .await?;
         for (pending, vectors, took) in embedded {
             summary.embedding += took;
             let started = std::time::Instant::now();

@@ -34,7 +34,7 @@ use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use clustered::BoxError;
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -56,24 +56,10 @@ struct Args {
     dims: Vec<usize>,
 }
 
-const TOPICS: u64 = 300;
-
-/// A unit vector of `dims` near one of the topic centres (deterministic).
-fn vector(seed: u64, dims: usize) -> Vec<f32> {
-    let rng = |mut x: u64| {
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        }
-    };
-    let mut centre = rng((seed % TOPICS).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut noise = rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
-    let v: Vec<f32> = (0..dims).map(|_| centre() + 0.6 * noise()).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.into_iter().map(|x| x / norm).collect()
-}
+#[path = "common/clustered.rs"]
+#[allow(dead_code)]
+mod clustered;
+use clustered::unit_vector as vector;
 
 /// A layout under test.
 #[derive(Clone, Copy, PartialEq)]

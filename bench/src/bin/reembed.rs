@@ -63,6 +63,9 @@ struct Args {
     /// Seconds of load before the job.
     #[arg(long, default_value_t = 20)]
     before_secs: u64,
+    /// Seconds between uploads (a resume's 50 chunks replaced).
+    #[arg(long, default_value_t = 5)]
+    upload_every: u64,
     /// Worker mode (internal): run the job on `--url` and print a summary.
     #[arg(long)]
     worker: bool,
@@ -150,7 +153,10 @@ async fn worker(args: &Args) -> Result<(), BoxError> {
         }
     };
     if let Some(path) = &args.log {
-        std::fs::write(path, embedder.texts.lock().expect("not poisoned").join("\n"))?;
+        std::fs::write(
+            path,
+            embedder.texts.lock().expect("not poisoned").join("\n"),
+        )?;
     }
     println!(
         "{{\"embedded\": {}, \"backfilled\": {}, \"caught_up\": {}, \"embedding_s\": {:.2}, \
@@ -180,6 +186,7 @@ struct Record {
 /// The application: two searchers and an uploader, with a handle of the
 /// serving model; on `NotServing` they move to the new model's handle.
 struct App {
+    upload_every: u64,
     handles: [Db; 2],
     use_new: AtomicBool,
     owners: Vec<(Uuid, Uuid)>,
@@ -260,7 +267,7 @@ impl App {
     async fn upload_loop(self: Arc<Self>) {
         let mut n = 0_usize;
         while !self.stop.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
+            tokio::time::sleep(Duration::from_secs(self.upload_every)).await;
             n += 1;
             let (i, db) = self.current();
             let (user_id, resume_id) = self.owners[(n * 104_729) % self.owners.len()];
@@ -368,6 +375,7 @@ async fn main() -> Result<(), BoxError> {
     .await?;
     let b = connect(&url, new_model()).await?;
     let app = Arc::new(App {
+        upload_every: args.upload_every,
         handles: [a, b],
         use_new: AtomicBool::new(false),
         owners,
@@ -399,7 +407,10 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let killed_at = job_started.elapsed();
-    eprintln!("killed the worker at {} stored chunks; resuming", stored_at_kill.len());
+    eprintln!(
+        "killed the worker at {} stored chunks; resuming",
+        stored_at_kill.len()
+    );
     let resumed = spawn_worker(&args, &url, &log)?;
     let out = resumed.wait_with_output().await?;
     let summary = String::from_utf8_lossy(&out.stdout).trim().to_owned();

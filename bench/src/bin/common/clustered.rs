@@ -1,4 +1,5 @@
-//! What the churn soak and the filtered-search benchmark share: clustered
+//! What the churn soak, the filtered-search, layouts and re-embedding
+//! benchmarks share: clustered
 //! vectors (near one of 300 topic centres) and a corpus loaded the fast way
 //! (HNSW index built after the load). Included by both binaries with
 //! `#[path]`.
@@ -16,8 +17,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const PER_RESUME: usize = 50;
 const TOPICS: u64 = 300;
 
-/// A unit vector near one of [`TOPICS`] topic centres (deterministic).
-pub fn vector(seed: u64) -> Embedding {
+/// A unit vector of `dims` values near one of [`TOPICS`] topic centres
+/// (deterministic).
+pub fn unit_vector(seed: u64, dims: usize) -> Vec<f32> {
     let rng = |mut x: u64| {
         move || {
             x ^= x << 13;
@@ -28,11 +30,16 @@ pub fn vector(seed: u64) -> Embedding {
     };
     let mut centre = rng((seed % TOPICS).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut noise = rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
-    let v: Vec<f32> = (0..768).map(|_| centre() + 0.6 * noise()).collect();
+    let v: Vec<f32> = (0..dims).map(|_| centre() + 0.6 * noise()).collect();
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+/// [`unit_vector`] of 768 values as an embedding of the serving model.
+pub fn vector(seed: u64) -> Embedding {
     Embedding::new(
         &mockinterview_db::EmbeddingModel::gemini_embedding_001_768(),
-        v.into_iter().map(|x| x / norm).collect(),
+        unit_vector(seed, 768),
     )
     .expect("a unit vector")
 }
