@@ -427,8 +427,8 @@ pub async fn start(db: &Db, to: &EmbeddingModel) -> Result<Job> {
 }
 
 /// Creates on the shadow table the indexes (named `<name>_shadow`; the
-/// primary key through its index) but the HNSW ones ([`HNSW_SQL`] builds
-/// those once the backfill is done: a bulk build costs a fraction of
+/// primary key through its index) but the HNSW ones ([`build_indexes`]
+/// builds those once the backfill is done: a bulk build costs a fraction of
 /// inserting every chunk into the graph), the triggers and the grants of
 /// `resume_chunks`. Names are the migrations' own (no quoting needed).
 const COPY_OBJECTS_SQL: &str = r"
@@ -470,37 +470,78 @@ BEGIN
 END
 $$";
 
-/// Builds on the shadow table the HNSW indexes of `resume_chunks` that it
-/// lacks (after the backfill; idempotent, so a killed build is redone).
+/// For each HNSW index of `resume_chunks`: its name on the shadow table,
+/// the statement that builds it there (`CONCURRENTLY`), and whether it
+/// exists there (`NULL`), is valid (`true`) or was left invalid by an
+/// interrupted build (`false`).
 const HNSW_SQL: &str = r"
-DO $$
-DECLARE
-  r record;
-BEGIN
-  FOR r IN
-    SELECT i.relname AS name, pg_get_indexdef(x.indexrelid) AS def
-    FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-    WHERE x.indrelid = 'resume_chunks'::regclass
-      AND pg_get_indexdef(x.indexrelid) LIKE '% USING hnsw %'
-      AND to_regclass(quote_ident(i.relname || '_shadow')) IS NULL
-  LOOP
-    EXECUTE regexp_replace(r.def, '^(CREATE INDEX )(\S+) ON (\S+\.)?resume_chunks ',
-                           '\1\2_shadow ON \3resume_chunks_shadow ');
-  END LOOP;
-END
-$$";
+SELECT i.relname || '_shadow' AS name,
+       regexp_replace(pg_get_indexdef(x.indexrelid),
+                      '^CREATE INDEX (\S+) ON (\S+\.)?resume_chunks ',
+                      'CREATE INDEX CONCURRENTLY \1_shadow ON \2resume_chunks_shadow ') AS def,
+       (SELECT s.indisvalid FROM pg_index s
+        WHERE s.indexrelid = to_regclass(quote_ident(i.relname || '_shadow'))) AS valid
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+WHERE x.indrelid = 'resume_chunks'::regclass
+  AND pg_get_indexdef(x.indexrelid) LIKE '% USING hnsw %'";
 
-/// Builds the shadow table's HNSW indexes if missing ([`HNSW_SQL`]), with
-/// the recommended build settings.
+/// Builds the shadow table's HNSW indexes where missing or left invalid
+/// ([`HNSW_SQL`]), `CONCURRENTLY` on a connection of its own (1 GB of
+/// `maintenance_work_mem`, one parallel worker). A plain build would also
+/// index the rows the queue catch-up replaced, still visible to older
+/// snapshots, and read their TOASTed vectors, which PostgreSQL may have
+/// pruned ("missing chunk number 0 for toast value", seen in the
+/// benchmark); a concurrent build indexes only what its snapshot sees.
 async fn build_indexes(route: &Route<'_>) -> Result<()> {
     let mut tx = begin(route).await?;
-    exec(
-        &mut tx,
-        "SET LOCAL maintenance_work_mem = '1GB'; SET LOCAL max_parallel_maintenance_workers = 1",
-    )
-    .await?;
-    exec(&mut tx, HNSW_SQL).await?;
+    let rows = sqlx::query(HNSW_SQL)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
     tx.commit().await.map_err(sqlx_err)?;
+    let mut statements = Vec::new();
+    for r in rows {
+        let name: String = r.get("name");
+        match r.get::<Option<bool>, _>("valid") {
+            Some(true) => {}
+            Some(false) => {
+                statements.push(format!("DROP INDEX CONCURRENTLY IF EXISTS \"{name}\""));
+                statements.push(r.get("def"));
+            }
+            None => statements.push(r.get("def")),
+        }
+    }
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let pool = route
+        .primary_pool()
+        .ok_or_else(|| Error::Config("re-embedding needs the Db, not a transaction".into()))?;
+    let mut settings = vec![
+        ("maintenance_work_mem".to_owned(), "1GB".to_owned()),
+        ("max_parallel_maintenance_workers".to_owned(), "1".to_owned()),
+    ];
+    settings.extend(
+        route
+            .settings()
+            .statement
+            .iter()
+            .filter(|(n, _)| n == "search_path")
+            .cloned(),
+    );
+    let options = (*pool.get_postgres_connection_pool().connect_options())
+        .clone()
+        .options(settings);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .map_err(sqlx_err)?;
+    for sql in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .map_err(sqlx_err)?;
+    }
+    let _ = sqlx::Connection::close(conn).await;
     Ok(())
 }
 
@@ -669,7 +710,10 @@ async fn run_leased<E: Embedder>(
             .map_err(sqlx_err)?;
         tx.commit().await.map_err(sqlx_err)?;
     }
-    // The new model's HNSW index, built once over the whole table.
+    // The writes queued during the backfill, while inserts are cheap (no
+    // graph yet); then the new model's HNSW index, built once over the
+    // whole table; then what was queued during the build.
+    catch_up(route, job, embedder, batch, in_flight, batch - 1, &mut summary, progress).await?;
     let started = std::time::Instant::now();
     build_indexes(route).await?;
     summary.indexing += started.elapsed();
