@@ -519,7 +519,10 @@ async fn build_indexes(route: &Route<'_>) -> Result<()> {
         .ok_or_else(|| Error::Config("re-embedding needs the Db, not a transaction".into()))?;
     let mut settings = vec![
         ("maintenance_work_mem".to_owned(), "1GB".to_owned()),
-        ("max_parallel_maintenance_workers".to_owned(), "1".to_owned()),
+        (
+            "max_parallel_maintenance_workers".to_owned(),
+            "1".to_owned(),
+        ),
     ];
     settings.extend(
         route
@@ -654,7 +657,8 @@ async fn run_leased<E: Embedder>(
         let reads = stream::try_unfold(Uuid::nil(), |after| async move {
             let mut tx = begin(route).await?;
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT c.id, c.text, c.metadata::text AS metadata FROM resume_chunks c \
+                "SELECT c.id, c.text, c.metadata::text AS metadata, q.seq FROM resume_chunks c \
+                 LEFT JOIN reembed_queue q ON q.id = c.id \
                  WHERE c.id > $1 AND NOT EXISTS (SELECT 1 FROM {SHADOW_TABLE} s WHERE s.id = c.id) \
                  ORDER BY c.id LIMIT $2"
             )))
@@ -671,7 +675,11 @@ async fn run_leased<E: Embedder>(
                 .into_iter()
                 .map(|r| Pending {
                     id: r.get("id"),
-                    seq: None,
+                    // A chunk written since the job started is also queued:
+                    // storing the version read here answers that entry
+                    // (unless written again since), so it is not embedded
+                    // twice.
+                    seq: r.get("seq"),
                     present: true,
                     text: r.get("text"),
                     metadata: r.get("metadata"),
@@ -713,7 +721,17 @@ async fn run_leased<E: Embedder>(
     // The writes queued during the backfill, while inserts are cheap (no
     // graph yet); then the new model's HNSW index, built once over the
     // whole table; then what was queued during the build.
-    catch_up(route, job, embedder, batch, in_flight, batch - 1, &mut summary, progress).await?;
+    catch_up(
+        route,
+        job,
+        embedder,
+        batch,
+        in_flight,
+        batch - 1,
+        &mut summary,
+        progress,
+    )
+    .await?;
     let started = std::time::Instant::now();
     build_indexes(route).await?;
     summary.indexing += started.elapsed();
