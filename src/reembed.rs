@@ -629,14 +629,20 @@ async fn release(route: &Route<'_>, job: &Job) {
     }
 }
 
-async fn count(route: &Route<'_>, sql: &str) -> Result<i64> {
+/// Chunks in the shadow table, in the serving table, and queued writes:
+/// one statement.
+async fn counts(route: &Route<'_>) -> Result<(i64, i64, i64)> {
     let mut tx = begin(route).await?;
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(sqlx_err)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM {SHADOW_TABLE}) AS done, \
+                (SELECT count(*) FROM resume_chunks) AS total, \
+                (SELECT count(*) FROM reembed_queue) AS queued"
+    )))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(sqlx_err)?;
     tx.commit().await.map_err(sqlx_err)?;
-    Ok(n)
+    Ok((row.get("done"), row.get("total"), row.get("queued")))
 }
 
 async fn run_leased<E: Embedder>(
@@ -649,8 +655,7 @@ async fn run_leased<E: Embedder>(
     let batch = options.batch.clamp(1, embedder.max_batch());
     let in_flight = options.in_flight.max(1);
     let mut summary = RunSummary::default();
-    let total = count(route, "SELECT count(*) FROM resume_chunks").await?;
-    let mut done = count(route, &format!("SELECT count(*) FROM {SHADOW_TABLE}")).await?;
+    let (mut done, total, _) = counts(route).await?;
     if !job.backfilled {
         // Read batches in id order (each read starts where the last ended),
         // embed several at once, write them in order.
@@ -790,11 +795,12 @@ async fn catch_up<E: Embedder>(
             summary.caught_up += pending.len() as u64;
             summary.embedded += vectors.iter().filter(|v| v.is_some()).count() as u64;
         }
+        let (done, total, queued) = counts(route).await?;
         progress(Progress {
-            done: count(route, &format!("SELECT count(*) FROM {SHADOW_TABLE}")).await?,
-            total: count(route, "SELECT count(*) FROM resume_chunks").await?,
+            done,
+            total,
             embedded: summary.embedded,
-            queued: count(route, "SELECT count(*) FROM reembed_queue").await?,
+            queued,
         });
     }
 }
@@ -1200,13 +1206,11 @@ pub async fn status(db: &Db) -> Result<Status> {
     let job = latest(&mut tx).await?;
     let serving = serving(&mut tx).await?;
     let mut models = Vec::new();
-    let count_of = |sql: String| sql;
-    let serving_chunks: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_of(
-        "SELECT count(*) FROM resume_chunks WHERE embedding IS NOT NULL".into(),
-    )))
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(sqlx_err)?;
+    let serving_chunks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM resume_chunks WHERE embedding IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
     if let Some(model) = &serving {
         models.push(ModelProgress {
             model: model.clone(),

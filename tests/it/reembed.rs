@@ -330,6 +330,16 @@ async fn an_interrupted_run_resumes_without_embedding_a_stored_chunk_twice() {
         upload(&a, u.id, r.id, &format!("resume {i}"), 30).await;
     }
     reembed::start(&a, &new()).await.unwrap();
+    // Nothing to switch to or finish yet.
+    let err = reembed::switch(&a, &Counting::new(new(), None))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("backfill is not complete"),
+        "{err}"
+    );
+    let err = reembed::finish(&a).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
     // Fails on its 5th call: 4 batches of 10 stored (maybe fewer, with
     // calls in flight), the rest lost.
     let failing = Counting::new(new(), Some(4));
